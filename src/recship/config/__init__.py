@@ -1,0 +1,1 @@
+"""Pipeline config: protobuf schema, loading and validation."""
