@@ -251,7 +251,38 @@ class FeatureGenerator:
                 inputs[f"{spec.name}.lengths"] = lengths
             else:
                 inputs[f"{spec.name}.values"] = self._generate_dense(spec, column)
+        self._align_sequences(inputs)
         return inputs
+
+    def _align_sequences(self, inputs: dict[str, np.ndarray]) -> None:
+        # Sub-features of one sequence describe the same steps. An empty cell
+        # beside non-empty siblings (a brand list lost to a null) becomes
+        # default ids of the siblings' length; differing non-empty lengths
+        # are an error, since steps could no longer be matched.
+        sequences: dict[str, list[FeatureSpec]] = {}
+        for spec in self.specs:
+            if spec.is_sequence and spec.is_sparse:
+                sequences.setdefault(spec.sequence_name, []).append(spec)
+        for name, members in sequences.items():
+            lengths = np.stack([inputs[f"{m.name}.lengths"] for m in members])
+            target = lengths.max(axis=0)
+            mismatch = (lengths != target) & (lengths != 0)
+            if mismatch.any():
+                which, row = (int(v[0]) for v in np.nonzero(mismatch))
+                raise FeatureError(
+                    f"sequence {name!r}, row {row}: {members[which].name!r} has "
+                    f"{int(lengths[which, row])} steps but its siblings have "
+                    f"{int(target[row])}"
+                )
+            for index, member in enumerate(members):
+                empty = (lengths[index] == 0) & (target > 0)
+                if empty.any():
+                    fill = self._default_ids[member.name] or 0
+                    values = inputs[f"{member.name}.values"]
+                    out = np.full(int(target.sum()), fill, dtype=np.int64)
+                    out[np.repeat(~empty, target)] = values
+                    inputs[f"{member.name}.values"] = out
+                    inputs[f"{member.name}.lengths"] = target.astype(np.int32)
 
     @staticmethod
     def _column(
@@ -318,3 +349,23 @@ class FeatureGenerator:
         values = np.where(valid, values, default)
         out[complete] = values.reshape(-1, spec.value_dim)
         return out.astype(np.float32)
+
+
+def to_tensors(inputs: Mapping[str, np.ndarray]) -> dict[str, "torch.Tensor"]:
+    """FG output as torch tensors (sharing memory where numpy allows)."""
+    import torch  # NOTE: imported here so FG itself runs without torch.
+
+    tensors = {}
+    for name, array in inputs.items():
+        if not array.flags.writeable or not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array).copy()
+        tensors[name] = torch.from_numpy(array)
+    return tensors
+
+
+def generate_tensors(
+    generator: FeatureGenerator, batch: pa.RecordBatch | pa.Table
+) -> dict[str, "torch.Tensor"]:
+    """FG on every row of `batch`, as model input tensors."""
+    columns = {name: batch.column(name) for name in batch.schema.names}
+    return to_tensors(generator.generate(columns, batch.num_rows))

@@ -1,0 +1,27 @@
+"""Settings that TorchEasyRec reads from environment variables.
+
+recship takes them as CLI flags; the environment variables are accepted as
+aliases and read here only, so every other module sees plain arguments.
+A flag given on the command line wins over the environment.
+"""
+
+import os
+
+from recship.errors import ConfigError
+
+QUANT_MODES = ("FP32", "FP16", "INT8", "INT4", "INT2")
+
+# TorchEasyRec spells "no quantization" in several ways; all mean FP32.
+_QUANT_ALIASES = {"0": "FP32", "FALSE": "FP32", "NONE": "FP32", "1": "INT8", "TRUE": "INT8"}
+
+
+def resolve_quant_mode(flag: str | None, env_name: str, default: str = "INT8") -> str:
+    """The embedding quantization mode from a CLI flag or `env_name`."""
+    raw = flag if flag is not None else os.environ.get(env_name, default)
+    mode = _QUANT_ALIASES.get(raw.strip().upper(), raw.strip().upper())
+    if mode not in QUANT_MODES:
+        source = "flag" if flag is not None else f"environment variable {env_name}"
+        raise ConfigError(
+            f"{source}: quantization mode {raw!r} is not one of {', '.join(QUANT_MODES)}"
+        )
+    return mode

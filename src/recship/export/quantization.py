@@ -1,0 +1,52 @@
+"""Embedding quantization with TorchRec's quantized embedding modules.
+
+Pooled tables (EmbeddingBagCollection) and sequence tables
+(EmbeddingCollection) are quantized separately, each to FP32 (unchanged),
+FP16, INT8, INT4 or INT2.
+"""
+
+import torch
+from torch import nn
+from torchrec import EmbeddingCollection
+from torchrec.inference.modules import quantize_embeddings
+from torchrec import EmbeddingBagCollection
+from torchrec.quant.embedding_modules import EmbeddingCollection as QuantEmbeddingCollection
+from torchrec.quant.embedding_modules import quant_prep_customize_row_alignment
+
+_DTYPES = {
+    "FP16": torch.float16,
+    "INT8": torch.qint8,
+    "INT4": torch.quint4x2,
+    "INT2": torch.quint2x4,
+}
+
+# NOTE: TorchRec pads quantized rows to 16 bytes by default, which makes a
+# 16-wide INT8 row (16 bytes + 4 of scale and bias) as big as 32 and the table
+# half its FP32 size. The CPU kernels accept 4-byte alignment: 20 bytes a row.
+ROW_ALIGNMENT = 4
+
+# Largest |prob difference| accepted between checkpoint and artifact, per mode.
+PROB_TOLERANCE = {"FP32": 1e-5, "FP16": 5e-3, "INT8": 3e-2, "INT4": 1e-1, "INT2": 3e-1}
+
+
+def quantize_model(model: nn.Module, pooled_mode: str, sequence_mode: str) -> nn.Module:
+    """Quantize `model`'s embedding collections in place and return it."""
+    quant_prep_customize_row_alignment(
+        model, [EmbeddingBagCollection, EmbeddingCollection], ROW_ALIGNMENT
+    )
+    if pooled_mode != "FP32":
+        quantize_embeddings(model, dtype=_DTYPES[pooled_mode], inplace=True)
+    if sequence_mode != "FP32":
+        quantize_embeddings(
+            model,
+            dtype=_DTYPES[sequence_mode],
+            inplace=True,
+            additional_qconfig_spec_keys=[EmbeddingCollection],
+            additional_mapping={EmbeddingCollection: QuantEmbeddingCollection},
+        )
+    return model
+
+
+def tolerance(pooled_mode: str, sequence_mode: str) -> float:
+    """The looser tolerance of the two modes."""
+    return max(PROB_TOLERANCE[pooled_mode], PROB_TOLERANCE[sequence_mode])
