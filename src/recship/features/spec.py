@@ -59,6 +59,15 @@ class FeatureSpec:
         return bool(self.sequence_name)
 
     @property
+    def request_side(self) -> str:
+        """Where a rank request carries the raw value.
+
+        A sequence is the user's history, so its sub-features arrive with the
+        user's features even though their expressions name item columns.
+        """
+        return "user" if self.is_sequence else self.side
+
+    @property
     def num_embeddings(self) -> int:
         """Rows of the embedding table this feature needs."""
         if self.hash_bucket_size:

@@ -59,7 +59,7 @@ class Ranker:
         self.item_store = item_store
         self.item_empty_score = item_empty_score
         self.model_version = model_version
-        self._sides = {s.column: s.side for s in artifact.generator.specs}
+        self._sides = {s.column: s.request_side for s in artifact.generator.specs}
         self.ready = True
 
     def _columns(
