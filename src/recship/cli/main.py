@@ -46,7 +46,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from recship.training.trainer import evaluate
 
     config = _load_config(args)
-    metrics = evaluate(config, args.checkpoint_path, eval_input_path=args.eval_input_path)
+    metrics = evaluate(
+        config, args.checkpoint_path, eval_input_path=args.eval_input_path
+    )
     print("eval: " + json.dumps(metrics))
 
 
@@ -81,9 +83,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
     )
     result = predict(
-        args.scripted_model_path, args.predict_input_path, args.predict_output_path, options
+        args.scripted_model_path,
+        args.predict_input_path,
+        args.predict_output_path,
+        options,
     )
-    print(f"scored {result.rows} rows ({result.rows_per_sec:.0f} rows/s) into {result.output_path}")
+    print(
+        f"scored {result.rows} rows ({result.rows_per_sec:.0f} rows/s) "
+        f"into {result.output_path}"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -156,7 +164,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recship", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="recship", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--log_level", default="INFO")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -178,15 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(export)
     export.add_argument("--export_dir", required=True)
     export.add_argument("--checkpoint_path", help="default: model_dir's latest")
-    export.add_argument("--quant_emb", help="pooled tables: FP32 FP16 INT8 INT4 INT2 (QUANT_EMB)")
-    export.add_argument("--quant_ec_emb", help="sequence tables, same modes (QUANT_EC_EMB)")
+    export.add_argument(
+        "--quant_emb", help="pooled tables: FP32 FP16 INT8 INT4 INT2 (QUANT_EMB)"
+    )
+    export.add_argument(
+        "--quant_ec_emb", help="sequence tables, same modes (QUANT_EC_EMB)"
+    )
     export.add_argument("--sample_input_path", help="rows to verify the export on")
 
     pred = add("predict", cmd_predict, "score a table offline with an export")
-    pred.add_argument("--scripted_model_path", required=True, help="the export directory")
+    pred.add_argument(
+        "--scripted_model_path", required=True, help="the export directory"
+    )
     pred.add_argument("--predict_input_path", required=True)
     pred.add_argument("--predict_output_path", required=True, help="output directory")
-    pred.add_argument("--reserved_columns", help="input columns to copy, comma-separated")
+    pred.add_argument(
+        "--reserved_columns", help="input columns to copy, comma-separated"
+    )
     pred.add_argument("--output_columns", help="model outputs to write (default all)")
     pred.add_argument("--batch_size", type=int, default=1024)
     pred.add_argument("--dataset_type", default="ParquetDataset")
@@ -195,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--no_progress", action="store_true")
 
     serve = add("serve", cmd_serve, "serve an export over HTTP")
-    serve.add_argument("--scripted_model_path", required=True, help="the export directory")
+    serve.add_argument(
+        "--scripted_model_path", required=True, help="the export directory"
+    )
     serve.add_argument("--item_table", help="Parquet/CSV item features (in memory)")
     serve.add_argument("--item_id_column", help="id column of the item table")
     serve.add_argument("--item_empty_score", type=float, default=0.0)
@@ -223,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "the whole chain: data, train, export, predict, serve")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--num_rows", type=int, default=200_000)
-    demo.add_argument("--num_items", type=int, default=200, help="candidates per request")
+    demo.add_argument(
+        "--num_items", type=int, default=200, help="candidates per request"
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--real_data", help="run on this real Taobao sample CSV instead")
     return parser

@@ -12,7 +12,13 @@ from recship.errors import ConfigError
 QUANT_MODES = ("FP32", "FP16", "INT8", "INT4", "INT2")
 
 # TorchEasyRec spells "no quantization" in several ways; all mean FP32.
-_QUANT_ALIASES = {"0": "FP32", "FALSE": "FP32", "NONE": "FP32", "1": "INT8", "TRUE": "INT8"}
+_QUANT_ALIASES = {
+    "0": "FP32",
+    "FALSE": "FP32",
+    "NONE": "FP32",
+    "1": "INT8",
+    "TRUE": "INT8",
+}
 
 
 def resolve_quant_mode(flag: str | None, env_name: str, default: str = "INT8") -> str:
@@ -22,6 +28,7 @@ def resolve_quant_mode(flag: str | None, env_name: str, default: str = "INT8") -
     if mode not in QUANT_MODES:
         source = "flag" if flag is not None else f"environment variable {env_name}"
         raise ConfigError(
-            f"{source}: quantization mode {raw!r} is not one of {', '.join(QUANT_MODES)}"
+            f"{source}: quantization mode {raw!r} is not one of "
+            f"{', '.join(QUANT_MODES)}"
         )
     return mode

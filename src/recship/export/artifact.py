@@ -1,12 +1,12 @@
 """The export artifact: file names, the manifest, and loading it back.
 
-    export/
-      scripted_model.pt   TorchScript: forward(Dict[str, Tensor]) -> Dict[str, Tensor]
-      pipeline.config     the config used
-      fg.json             the FG spec the server runs
-      model_acc.json      export options and the input signature
-      assets/             vocab files and other inputs of FG
-      MANIFEST.json       sha256 of every file, source checkpoint, created_at
+export/
+  scripted_model.pt   TorchScript: forward(Dict[str, Tensor]) -> Dict[str, Tensor]
+  pipeline.config     the config used
+  fg.json             the FG spec the server runs
+  model_acc.json      export options and the input signature
+  assets/             vocab files and other inputs of FG
+  MANIFEST.json       sha256 of every file, source checkpoint, created_at
 """
 
 import hashlib
@@ -43,7 +43,10 @@ def build_manifest(export_dir: Path, source: dict[str, Any]) -> dict[str, Any]:
     for path in sorted(export_dir.rglob("*")):
         if path.is_file() and path.name != MANIFEST_FILE:
             relative = path.relative_to(export_dir).as_posix()
-            files[relative] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            files[relative] = {
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+            }
     return dict(source, files=files)
 
 
@@ -51,14 +54,20 @@ def verify_manifest(export_dir: Path) -> dict[str, Any]:
     """Check every file against MANIFEST.json; return the manifest."""
     manifest_path = export_dir / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise ExportError(f"{export_dir} has no {MANIFEST_FILE}; it is not a recship export")
+        raise ExportError(
+            f"{export_dir} has no {MANIFEST_FILE}; it is not a recship export"
+        )
     manifest = json.loads(manifest_path.read_text())
     for relative, entry in manifest["files"].items():
         path = export_dir / relative
         if not path.is_file():
-            raise ExportError(f"{export_dir}: {relative} is listed in the manifest but missing")
+            raise ExportError(
+                f"{export_dir}: {relative} is listed in the manifest but missing"
+            )
         if sha256_file(path) != entry["sha256"]:
-            raise ExportError(f"{export_dir}: {relative} does not match its sha256 in the manifest")
+            raise ExportError(
+                f"{export_dir}: {relative} does not match its sha256 in the manifest"
+            )
     return manifest
 
 

@@ -65,8 +65,12 @@ class ExportResult:
     bytes: int
 
 
-def _sample_batch(config: PipelineConfig, generator: FeatureGenerator, options: ExportOptions):
-    path = options.sample_input_path or config.eval_input_path or config.train_input_path
+def _sample_batch(
+    config: PipelineConfig, generator: FeatureGenerator, options: ExportOptions
+):
+    path = (
+        options.sample_input_path or config.eval_input_path or config.train_input_path
+    )
     batches = iter_batches(
         path,
         dataset_type=dataset_type_name(config),
@@ -91,12 +95,24 @@ def _verify_in_fresh_process(
     torch.save(dict(inputs, __rows__=torch.tensor(rows)), inputs_path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # -I: isolated mode, so neither the cwd nor PYTHONPATH can lend recship.
-    command = [sys.executable, "-I", str(VERIFY_SCRIPT), str(model_path), str(inputs_path)]
+    command = [
+        sys.executable,
+        "-I",
+        str(VERIFY_SCRIPT),
+        str(model_path),
+        str(inputs_path),
+    ]
     done = subprocess.run(
-        command + [str(outputs_path)], capture_output=True, text=True, env=env, check=False
+        command + [str(outputs_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if done.returncode != 0:
-        raise ExportError(f"the exported model failed to load or run:\n{done.stderr[-3000:]}")
+        raise ExportError(
+            f"the exported model failed to load or run:\n{done.stderr[-3000:]}"
+        )
     result = torch.load(outputs_path)
     if result["foreign_modules"]:
         raise ExportError(
@@ -123,7 +139,9 @@ def export_model(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ExportError("export runs in one process; launch it without torchrun")
     if export_dir.exists():
-        raise ExportError(f"{export_dir} exists; export to a new directory (or remove it)")
+        raise ExportError(
+            f"{export_dir} exists; export to a new directory (or remove it)"
+        )
 
     # Load the checkpoint and score the sample rows with it.
     checkpoint_path = resolve_checkpoint(checkpoint or config.model_dir)
@@ -139,14 +157,20 @@ def export_model(
 
     # Quantize, script and write everything beside the final directory.
     export_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.tmp-", dir=export_dir.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{export_dir.name}.tmp-", dir=export_dir.parent)
+    )
     staging.chmod(0o755)
     try:
         with torch.no_grad():
-            scripted = _script(quantize_model(model, options.quant_emb, options.quant_ec_emb))
+            scripted = _script(
+                quantize_model(model, options.quant_emb, options.quant_ec_emb)
+            )
         scripted.save(str(staging / artifact.MODEL_FILE))
         save_pipeline_config(config, staging / artifact.CONFIG_FILE)
-        (staging / artifact.FG_FILE).write_text(json.dumps(specs_to_fg_json(specs), indent=2))
+        (staging / artifact.FG_FILE).write_text(
+            json.dumps(specs_to_fg_json(specs), indent=2)
+        )
         (staging / artifact.ASSETS_DIR).mkdir()
         model_acc = {
             "quant_emb": options.quant_emb,

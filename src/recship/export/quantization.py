@@ -7,10 +7,11 @@ FP16, INT8, INT4 or INT2.
 
 import torch
 from torch import nn
-from torchrec import EmbeddingCollection
+from torchrec import EmbeddingBagCollection, EmbeddingCollection
 from torchrec.inference.modules import quantize_embeddings
-from torchrec import EmbeddingBagCollection
-from torchrec.quant.embedding_modules import EmbeddingCollection as QuantEmbeddingCollection
+from torchrec.quant.embedding_modules import (
+    EmbeddingCollection as QuantEmbeddingCollection,
+)
 from torchrec.quant.embedding_modules import quant_prep_customize_row_alignment
 
 _DTYPES = {

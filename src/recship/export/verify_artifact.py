@@ -27,7 +27,9 @@ def _slice(inputs: dict, start: int, stop: int) -> dict:
         if lengths is None:
             sliced[name] = tensor[start:stop]
             continue
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.long().cumsum(0)])
+        offsets = torch.cat(
+            [torch.zeros(1, dtype=torch.long), lengths.long().cumsum(0)]
+        )
         sliced[name] = tensor[offsets[start] : offsets[stop]]
         sliced[f"{base}.lengths"] = lengths[start:stop]
     return sliced
@@ -52,7 +54,9 @@ def main() -> None:
                     chunks.append(model(_slice(inputs, start, stop)))
             start = stop
         outputs = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("recship", "torchrec"))
+    loaded = sorted(
+        m for m in sys.modules if m.split(".")[0] in ("recship", "torchrec")
+    )
     torch.save({"outputs": outputs, "foreign_modules": loaded}, outputs_path)
 
 

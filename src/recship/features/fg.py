@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 from recship.errors import FeatureError
 from recship.features.hashing import hash_to_buckets
@@ -110,7 +111,9 @@ def _to_int64(spec: FeatureSpec, jagged: _Jagged) -> tuple[np.ndarray, np.ndarra
     elements = jagged.elements
     if pa.types.is_integer(elements.type):
         valid = elements.is_valid().to_numpy(zero_copy_only=False)
-        return pc.fill_null(elements, 0).to_numpy(zero_copy_only=False).astype(np.int64), valid
+        return pc.fill_null(elements, 0).to_numpy(zero_copy_only=False).astype(
+            np.int64
+        ), valid
     if pa.types.is_floating(elements.type):
         values = pc.fill_null(elements, np.nan).to_numpy(zero_copy_only=False)
         valid = np.isfinite(values)
@@ -127,7 +130,9 @@ def _to_int64(spec: FeatureSpec, jagged: _Jagged) -> tuple[np.ndarray, np.ndarra
     bad = valid & ~numeric.to_numpy(zero_copy_only=False)
     if bad.any():
         raise _bad_value_error(spec, jagged, bad, "an integer id")
-    cleaned = pc.if_else(pc.and_(numeric, pa.array(valid)), pc.utf8_trim_whitespace(text), "0")
+    cleaned = pc.if_else(
+        pc.and_(numeric, pa.array(valid)), pc.utf8_trim_whitespace(text), "0"
+    )
     try:
         return cleaned.cast(pa.int64()).to_numpy(zero_copy_only=False), valid
     except pa.ArrowInvalid as exc:
@@ -142,7 +147,9 @@ def _to_float64(spec: FeatureSpec, jagged: _Jagged) -> tuple[np.ndarray, np.ndar
         values = values.to_numpy(zero_copy_only=False)
         return values, np.isfinite(values)
     text = elements.cast(pa.string())
-    nonempty = pc.fill_null(pc.not_equal(text, ""), False).to_numpy(zero_copy_only=False)
+    nonempty = pc.fill_null(pc.not_equal(text, ""), False).to_numpy(
+        zero_copy_only=False
+    )
     try:
         values = pc.if_else(pa.array(nonempty), text, "nan").cast(pa.float64())
     except pa.ArrowInvalid:
@@ -168,7 +175,9 @@ def _to_strings(jagged: _Jagged) -> tuple[pa.Array, np.ndarray]:
         # NOTE: 12.0 must hash like "12" so a float column of ids (CSV, pandas
         # with nulls) and an int column give the same bucket.
         as_int = pc.cast(pa.array(np.where(integral, values, 0)), pa.int64())
-        text = pc.if_else(pa.array(integral), as_int.cast(pa.string()), elements.cast(pa.string()))
+        text = pc.if_else(
+            pa.array(integral), as_int.cast(pa.string()), elements.cast(pa.string())
+        )
     else:
         text = elements.cast(pa.string())
     valid = pc.fill_null(pc.not_equal(text, ""), False).to_numpy(zero_copy_only=False)
@@ -206,7 +215,9 @@ class FeatureGenerator:
 
     def __init__(self, specs: list[FeatureSpec]) -> None:
         self.specs = list(specs)
-        self._default_ids = {s.name: self._default_id(s) for s in self.specs if s.is_sparse}
+        self._default_ids = {
+            s.name: self._default_id(s) for s in self.specs if s.is_sparse
+        }
 
     @property
     def input_columns(self) -> list[str]:
@@ -286,7 +297,10 @@ class FeatureGenerator:
 
     @staticmethod
     def _column(
-        spec: FeatureSpec, columns: Mapping[str, ArrayLike], num_rows: int, missing_ok: bool
+        spec: FeatureSpec,
+        columns: Mapping[str, ArrayLike],
+        num_rows: int,
+        missing_ok: bool,
     ) -> pa.Array:
         if spec.column not in columns:
             if missing_ok:
@@ -311,7 +325,9 @@ class FeatureGenerator:
             # Sub-features of one sequence must stay aligned position by
             # position, so an empty element becomes the default id (or 0)
             # instead of being dropped.
-            jagged = _truncate(_explode(column, spec.sequence_delim), spec.sequence_length)
+            jagged = _truncate(
+                _explode(column, spec.sequence_delim), spec.sequence_length
+            )
             ids, valid = _to_ids(spec, jagged)
             ids = np.where(valid, ids, default_id or 0)
             return ids.astype(np.int64), jagged.lengths
@@ -351,10 +367,8 @@ class FeatureGenerator:
         return out.astype(np.float32)
 
 
-def to_tensors(inputs: Mapping[str, np.ndarray]) -> dict[str, "torch.Tensor"]:
+def to_tensors(inputs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """FG output as torch tensors (sharing memory where numpy allows)."""
-    import torch  # NOTE: imported here so FG itself runs without torch.
-
     tensors = {}
     for name, array in inputs.items():
         if not array.flags.writeable or not array.flags.c_contiguous:
@@ -365,7 +379,7 @@ def to_tensors(inputs: Mapping[str, np.ndarray]) -> dict[str, "torch.Tensor"]:
 
 def generate_tensors(
     generator: FeatureGenerator, batch: pa.RecordBatch | pa.Table
-) -> dict[str, "torch.Tensor"]:
+) -> dict[str, torch.Tensor]:
     """FG on every row of `batch`, as model input tensors."""
     columns = {name: batch.column(name) for name in batch.schema.names}
     return to_tensors(generator.generate(columns, batch.num_rows))

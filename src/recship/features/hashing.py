@@ -19,14 +19,18 @@ def hash_strings(values: pa.Array) -> np.ndarray:
     Returns:
         uint64 array of shape [len(values)].
     """
-    values = values.cast(pa.large_string()) if values.type != pa.large_string() else values
+    values = (
+        values.cast(pa.large_string()) if values.type != pa.large_string() else values
+    )
     n = len(values)
     hashes = np.full(n, _FNV_OFFSET, dtype=np.uint64)
     if n == 0:
         return hashes
 
     offsets_buffer, data_buffer = values.buffers()[1], values.buffers()[2]
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    offsets = np.frombuffer(
+        offsets_buffer, dtype=np.int64, count=n + 1, offset=values.offset * 8
+    )
     data = (
         np.frombuffer(data_buffer, dtype=np.uint8)
         if data_buffer is not None

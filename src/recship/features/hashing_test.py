@@ -21,7 +21,9 @@ def test_hash_matches_scalar_fnv1a_for_mixed_lengths_and_unicode():
 
 def test_hash_ignores_array_slicing_offsets():
     array = pa.array(["skip", "pid_1", "pid_2"])
-    assert list(hash_strings(array.slice(1))) == list(hash_strings(pa.array(["pid_1", "pid_2"])))
+    assert list(hash_strings(array.slice(1))) == list(
+        hash_strings(pa.array(["pid_1", "pid_2"]))
+    )
 
 
 def test_null_hashes_like_empty_string():

@@ -128,7 +128,9 @@ def build_feature_specs(config: pipeline_pb2.EasyRecConfig) -> list[FeatureSpec]
             sequence = feature_config.sequence_feature
             for sub in sequence.features:
                 sub_kind = sub.WhichOneof("feature")
-                specs.append(_spec_from_proto(getattr(sub, sub_kind), sub_kind, sequence))
+                specs.append(
+                    _spec_from_proto(getattr(sub, sub_kind), sub_kind, sequence)
+                )
         else:
             specs.append(_spec_from_proto(getattr(feature_config, kind), kind, None))
     return specs
@@ -145,7 +147,9 @@ def specs_to_fg_json(specs: list[FeatureSpec]) -> dict[str, Any]:
     return {"version": FG_JSON_VERSION, "features": features}
 
 
-def specs_from_fg_json(document: dict[str, Any], source: str = "fg.json") -> list[FeatureSpec]:
+def specs_from_fg_json(
+    document: dict[str, Any], source: str = "fg.json"
+) -> list[FeatureSpec]:
     """Feature specs from an `fg.json` document written by `specs_to_fg_json`."""
     if document.get("version") != FG_JSON_VERSION:
         raise FeatureError(

@@ -137,13 +137,25 @@ class EmbeddingGroups(nn.Module):
     def __init__(self, groups: list[GroupSpec]) -> None:
         super().__init__()
         self._groups = groups
-        pooled = _unique([f for g in groups if not g.is_sequence for f in g.features if f.is_sparse])
+        pooled = _unique(
+            [f for g in groups if not g.is_sequence for f in g.features if f.is_sparse]
+        )
         jagged = _unique([f for g in groups if g.is_sequence for f in g.features])
         self._pooled_keys = [f.name for f in pooled]
         self._jagged_keys = [f.name for f in jagged]
-        self.ebc = EmbeddingBagCollection(tables=_table_configs(pooled, True)) if pooled else None
-        self.ec = EmbeddingCollection(tables=_table_configs(jagged, False)) if jagged else None
-        self._seq_caps = {f.name: f.sequence_length or 1 for f in jagged if f.is_sequence}
+        self.ebc = (
+            EmbeddingBagCollection(tables=_table_configs(pooled, True))
+            if pooled
+            else None
+        )
+        self.ec = (
+            EmbeddingCollection(tables=_table_configs(jagged, False))
+            if jagged
+            else None
+        )
+        self._seq_caps = {
+            f.name: f.sequence_length or 1 for f in jagged if f.is_sequence
+        }
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pooled: dict[str, torch.Tensor] = {}
@@ -162,11 +174,16 @@ class EmbeddingGroups(nn.Module):
                 ]
                 out[group.name] = torch.cat(parts, dim=1)
                 continue
-            queries = [jagged[f.name].to_padded_dense(1).squeeze(1) for f in group.query_features]
+            queries = [
+                jagged[f.name].to_padded_dense(1).squeeze(1)
+                for f in group.query_features
+            ]
             first = group.sequence_features[0].name
             lengths = inputs[f"{first}.lengths"]
             steps = _padded_length(lengths, self._seq_caps[first])
-            sequence = [jagged[f.name].to_padded_dense(steps) for f in group.sequence_features]
+            sequence = [
+                jagged[f.name].to_padded_dense(steps) for f in group.sequence_features
+            ]
             out[f"{group.name}.query"] = torch.cat(queries, dim=1)
             out[f"{group.name}.sequence"] = torch.cat(sequence, dim=2)
             out[f"{group.name}.lengths"] = lengths
@@ -180,4 +197,6 @@ def _unique(features: list[FeatureSpec]) -> list[FeatureSpec]:
 def _build_kjt(keys: list[str], inputs: dict[str, torch.Tensor]) -> KeyedJaggedTensor:
     values = torch.cat([inputs[f"{k}.values"] for k in keys])
     lengths = torch.cat([inputs[f"{k}.lengths"] for k in keys])
-    return KeyedJaggedTensor.from_lengths_sync(keys=keys, values=values, lengths=lengths)
+    return KeyedJaggedTensor.from_lengths_sync(
+        keys=keys, values=values, lengths=lengths
+    )

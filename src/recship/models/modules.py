@@ -78,7 +78,7 @@ class DINAttention(nn.Module):
     def forward(
         self, query: torch.Tensor, sequence: torch.Tensor, lengths: torch.Tensor
     ) -> torch.Tensor:
-        """Pool `sequence` [B, T, D] by `query` [B, D]; `lengths` [B]. Returns [B, D]."""
+        """Pool `sequence` [B, T, D] by `query` [B, D]; `lengths` [B] -> [B, D]."""
         batch, steps, dim = sequence.shape[0], sequence.shape[1], sequence.shape[2]
         expanded = query.unsqueeze(1).expand(batch, steps, dim)
         pairs = torch.cat(
@@ -87,7 +87,9 @@ class DINAttention(nn.Module):
         scores = self.score(self.mlp(pairs.reshape(batch * steps, 4 * dim)))
         scores = scores.reshape(batch, steps)
 
-        mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+        mask = torch.arange(steps, device=lengths.device).unsqueeze(
+            0
+        ) < lengths.unsqueeze(1)
         scores = scores.masked_fill(~mask, -1e9)
         weights = torch.softmax(scores, dim=1) * mask.to(scores.dtype)
         return torch.sum(weights.unsqueeze(2) * sequence, dim=1)

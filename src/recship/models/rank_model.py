@@ -21,7 +21,9 @@ class MultiTowerDIN(nn.Module):
         config: a `MultiTower` or `MultiTowerDIN` message.
     """
 
-    def __init__(self, groups: list[GroupSpec], config: model_pb2.MultiTowerDIN) -> None:
+    def __init__(
+        self, groups: list[GroupSpec], config: model_pb2.MultiTowerDIN
+    ) -> None:
         super().__init__()
         by_name = {g.name: g for g in groups}
         self.embedding = EmbeddingGroups(groups)

@@ -60,10 +60,14 @@ def predict(
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     loaded = load_artifact(scripted_model_path)
     outputs = options.output_columns or loaded.output_names
-    resolve_paths(predict_input_path, options.dataset_type)  # fails early, naming the path
+    resolve_paths(
+        predict_input_path, options.dataset_type
+    )  # fails early, naming the path
 
     # Stream batches: FG, model, then keep reserved inputs and chosen outputs.
-    columns = list(dict.fromkeys(loaded.generator.input_columns + options.reserved_columns))
+    columns = list(
+        dict.fromkeys(loaded.generator.input_columns + options.reserved_columns)
+    )
     batches = iter_batches(
         predict_input_path,
         dataset_type=options.dataset_type,
@@ -81,7 +85,9 @@ def predict(
             scores = loaded.model(generate_tensors(loaded.generator, batch))
         missing = [name for name in outputs if name not in scores]
         if missing:
-            raise DataError(f"output column(s) {missing} are not model outputs {sorted(scores)}")
+            raise DataError(
+                f"output column(s) {missing} are not model outputs {sorted(scores)}"
+            )
         arrays = {name: batch.column(name) for name in options.reserved_columns}
         arrays.update({name: pa.array(scores[name].numpy()) for name in outputs})
         tables.append(pa.table(arrays))

@@ -27,17 +27,24 @@ class ItemStore:
     def __init__(self, table: pa.Table, id_column: str) -> None:
         if id_column not in table.column_names:
             raise DataError(
-                f"item table has no id column {id_column!r}; columns: {table.column_names}"
+                f"item table has no id column {id_column!r}; "
+                f"columns: {table.column_names}"
             )
         self.table = table.combine_chunks()
         self.id_column = id_column
         ids = self.table.column(id_column).cast(pa.string()).to_pylist()
         # Later rows win for duplicated ids, as a later write would.
-        self._rows = {item_id: row for row, item_id in enumerate(ids) if item_id is not None}
-        logger.info("item store: %d items, %d columns", len(self._rows), table.num_columns)
+        self._rows = {
+            item_id: row for row, item_id in enumerate(ids) if item_id is not None
+        }
+        logger.info(
+            "item store: %d items, %d columns", len(self._rows), table.num_columns
+        )
 
     @classmethod
-    def load(cls, path: str | Path, id_column: str, dataset_type: str = "ParquetDataset"):
+    def load(
+        cls, path: str | Path, id_column: str, dataset_type: str = "ParquetDataset"
+    ):
         """An item store from a Parquet or CSV table."""
         return cls(read_table(str(path), dataset_type), id_column)
 

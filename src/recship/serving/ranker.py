@@ -26,7 +26,9 @@ def _tile(name: str, value: Any, count: int) -> pa.Array:
     try:
         return pa.array([value] * count)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-        raise BadRequestError(f"feature {name!r}: value {value!r} is not usable: {exc}") from exc
+        raise BadRequestError(
+            f"feature {name!r}: value {value!r} is not usable: {exc}"
+        ) from exc
 
 
 def _per_item(name: str, values: list[Any], keep: np.ndarray) -> pa.Array:
@@ -34,7 +36,9 @@ def _per_item(name: str, values: list[Any], keep: np.ndarray) -> pa.Array:
     try:
         return pa.array(kept)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-        raise BadRequestError(f"item feature {name!r}: mixed or unusable values: {exc}") from exc
+        raise BadRequestError(
+            f"item feature {name!r}: mixed or unusable values: {exc}"
+        ) from exc
 
 
 class Ranker:
@@ -77,7 +81,9 @@ class Ranker:
                 else:
                     columns[column] = _per_item(column, values, known)
             elif column in request.item_features:
-                columns[column] = _per_item(column, request.item_features[column], known)
+                columns[column] = _per_item(
+                    column, request.item_features[column], known
+                )
             elif store_rows is not None and column in store_rows.column_names:
                 columns[column] = store_rows.column(column)
         return columns
@@ -91,7 +97,8 @@ class Ranker:
         unknown_outputs = [n for n in names if n not in self.artifact.output_names]
         if unknown_outputs:
             raise BadRequestError(
-                f"outputs {unknown_outputs} are not model outputs {self.artifact.output_names}"
+                f"outputs {unknown_outputs} are not model outputs "
+                f"{self.artifact.output_names}"
             )
 
         # Which items can be scored, and the store rows of those.
@@ -106,12 +113,16 @@ class Ranker:
 
         # FG and the model, on the scorable items only.
         scored = int(known.sum())
-        outputs = {n: np.full(item_count, self.item_empty_score, np.float32) for n in names}
+        outputs = {
+            n: np.full(item_count, self.item_empty_score, np.float32) for n in names
+        }
         generated = {}
         if scored:
             columns = self._columns(request, known, store_rows)
             try:
-                generated = self.artifact.generator.generate(columns, scored, missing_ok=True)
+                generated = self.artifact.generator.generate(
+                    columns, scored, missing_ok=True
+                )
             except FeatureError as exc:
                 raise BadRequestError(str(exc)) from exc
             with torch.no_grad():
@@ -120,12 +131,16 @@ class Ranker:
                 outputs[name][known] = results[name].numpy()
 
         response = RankResponse(
-            item_ids=list(request.item_ids), outputs=outputs, model_version=self.model_version
+            item_ids=list(request.item_ids),
+            outputs=outputs,
+            model_version=self.model_version,
         )
         if request.debug_level >= 1 and scored:
             response.generate_features = _describe_generated(generated, known)
         if request.debug_level >= 2 and scored:
-            response.raw_features = _describe_raw(self._columns(request, known, store_rows), known)
+            response.raw_features = _describe_raw(
+                self._columns(request, known, store_rows), known
+            )
         return response
 
     def _align_rows(self, found: np.ndarray, rows: pa.Table) -> pa.Table:
@@ -136,7 +151,9 @@ class Ranker:
         return rows.take(pa.array(index, mask=index < 0))
 
 
-def _describe_generated(generated: dict[str, np.ndarray], known: np.ndarray) -> list[dict[str, str]]:
+def _describe_generated(
+    generated: dict[str, np.ndarray], known: np.ndarray
+) -> list[dict[str, str]]:
     rows = int(known.sum())
     per_item: list[dict[str, str]] = [{} for _ in range(rows)]
     for name, values in generated.items():
@@ -150,11 +167,15 @@ def _describe_generated(generated: dict[str, np.ndarray], known: np.ndarray) -> 
             continue
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         for i in range(rows):
-            per_item[i][base] = ",".join(str(v) for v in values[offsets[i] : offsets[i + 1]])
+            per_item[i][base] = ",".join(
+                str(v) for v in values[offsets[i] : offsets[i + 1]]
+            )
     return _spread(per_item, known)
 
 
-def _describe_raw(columns: dict[str, pa.Array], known: np.ndarray) -> list[dict[str, str]]:
+def _describe_raw(
+    columns: dict[str, pa.Array], known: np.ndarray
+) -> list[dict[str, str]]:
     values = {name: array.to_pylist() for name, array in columns.items()}
     per_item = [
         {name: "" if v[i] is None else str(v[i]) for name, v in values.items()}

@@ -36,7 +36,11 @@ def build_ranker(options: ServiceOptions) -> Ranker:
     if options.item_table:
         if not options.item_id_column:
             raise ConfigError("--item_table needs --item_id_column (e.g. adgroup_id)")
-        dataset_type = "CsvDataset" if str(options.item_table).endswith(".csv") else "ParquetDataset"
+        dataset_type = (
+            "CsvDataset"
+            if str(options.item_table).endswith(".csv")
+            else "ParquetDataset"
+        )
         store = ItemStore.load(options.item_table, options.item_id_column, dataset_type)
     logger.info("serving %s", options.export_dir)
     return Ranker(

@@ -14,7 +14,9 @@ import pyarrow as pa
 from recship.serving.request import RankRequest
 
 
-def request_rows(request: RankRequest, item_table: pa.Table, id_column: str) -> pa.Table:
+def request_rows(
+    request: RankRequest, item_table: pa.Table, id_column: str
+) -> pa.Table:
     """One row per candidate found in `item_table`, in request order."""
     keys = pa.table(
         {
@@ -22,7 +24,9 @@ def request_rows(request: RankRequest, item_table: pa.Table, id_column: str) -> 
             "__position": pa.array(np.arange(len(request.item_ids))),
         }
     )
-    items = item_table.append_column("__key", item_table.column(id_column).cast(pa.string()))
+    items = item_table.append_column(
+        "__key", item_table.column(id_column).cast(pa.string())
+    )
     joined = keys.join(items, keys="__key", join_type="inner").sort_by("__position")
     count = joined.num_rows
 

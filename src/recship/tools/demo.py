@@ -39,7 +39,9 @@ from recship.training.trainer import train_and_evaluate
 
 logger = logging.getLogger(__name__)
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[3] / "examples" / "multi_tower_din_taobao.config"
+EXAMPLE_CONFIG = (
+    Path(__file__).resolve().parents[3] / "examples" / "multi_tower_din_taobao.config"
+)
 _MARKER = ".recship-demo"
 
 
@@ -90,13 +92,17 @@ def _prepare_data(options: DemoOptions, workdir: Path) -> dict[str, str]:
     )
 
 
-def _build_request(eval_path: str, items_path: str, options: DemoOptions) -> RankRequest:
+def _build_request(
+    eval_path: str, items_path: str, options: DemoOptions
+) -> RankRequest:
     rows = read_table(eval_path, "ParquetDataset")
     sequences = rows.column(USER_COLUMNS[-3]).to_pylist()
     # A user with a click history shows the DIN side at work.
     pick = next((i for i, s in enumerate(sequences) if s), 0)
     row = rows.slice(pick, 1).to_pylist()[0]
-    item_ids = read_table(items_path, "ParquetDataset").column(ITEM_ID).cast(pa.string())
+    item_ids = (
+        read_table(items_path, "ParquetDataset").column(ITEM_ID).cast(pa.string())
+    )
     rng = np.random.default_rng(options.seed)
     count = min(options.num_items - 1, len(item_ids))
     chosen = rng.choice(len(item_ids), size=count, replace=False)
@@ -116,7 +122,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(export_dir: str, items_path: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+def _start_server(
+    export_dir: str, items_path: str, log_path: Path
+) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     command = [
         sys.executable, "-m", "recship.cli.main", "serve",
@@ -127,7 +135,9 @@ def _start_server(export_dir: str, items_path: str, log_path: Path) -> tuple[sub
         "--port", str(port),
     ]  # fmt: skip
     log = log_path.open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -154,7 +164,9 @@ def _rank_json(url: str, request: RankRequest) -> tuple[dict, float]:
     response = httpx.post(f"{url}/v1/rank", json=body, timeout=30)
     elapsed_ms = (time.perf_counter() - started) * 1000
     if response.status_code != 200:
-        raise RecshipError(f"rank request failed: {response.status_code} {response.text}")
+        raise RecshipError(
+            f"rank request failed: {response.status_code} {response.text}"
+        )
     return response.json(), elapsed_ms
 
 
@@ -183,7 +195,10 @@ def run_demo(options: DemoOptions) -> DemoReport:
     say("3/6 export (INT8 embeddings)")
     exported = export_model(config, workdir / "export")
     report.export_bytes = exported.bytes
-    say(f"    {exported.bytes / 1e6:.1f} MB, max prob diff vs checkpoint {exported.max_prob_diff:.2e}")
+    say(
+        f"    {exported.bytes / 1e6:.1f} MB, max prob diff vs checkpoint "
+        f"{exported.max_prob_diff:.2e}"
+    )
 
     say("4/6 offline predict of the request's rows")
     request = _build_request(data["eval"], data["items"], options)
@@ -198,7 +213,9 @@ def run_demo(options: DemoOptions) -> DemoReport:
     offline = read_table(str(workdir / "predict"), "ParquetDataset")
 
     say("5/6 serve and rank over HTTP")
-    server, url = _start_server(exported.export_dir, data["items"], workdir / "server.log")
+    server, url = _start_server(
+        exported.export_dir, data["items"], workdir / "server.log"
+    )
     try:
         for _ in range(5):
             answer, elapsed_ms = _rank_json(url, request)
@@ -223,7 +240,9 @@ def run_demo(options: DemoOptions) -> DemoReport:
         "offline predictions": str(workdir / "predict"),
         "server log": str(workdir / "server.log"),
     }
-    (workdir / "report.json").write_text(json.dumps(report.__dict__, indent=2, default=str))
+    (workdir / "report.json").write_text(
+        json.dumps(report.__dict__, indent=2, default=str)
+    )
     _say_summary(say, report, len(request.item_ids))
     return report
 
@@ -234,7 +253,10 @@ def _say_summary(say: Callable[[str], None], report: DemoReport, items: int) -> 
     for item_id, score in report.top_items:
         say(f"    {item_id:>12}  {score:.6f}")
     latencies = sorted(report.rank_latency_ms)
-    say(f"rank request latency: first {report.rank_latency_ms[0]:.1f} ms, median {latencies[len(latencies) // 2]:.1f} ms")
+    say(
+        f"rank request latency: first {report.rank_latency_ms[0]:.1f} ms, "
+        f"median {latencies[len(latencies) // 2]:.1f} ms"
+    )
     say(f"test AUC: {report.auc:.4f}")
     say(
         f"online vs offline: {report.compared} items compared, max |diff| "

@@ -61,7 +61,9 @@ def save_checkpoint(
     staging.mkdir()
 
     torch.save(model.state_dict(), staging / "model.pt")
-    torch.save({k: o.state_dict() for k, o in optimizers.items()}, staging / "optimizer.pt")
+    torch.save(
+        {k: o.state_dict() for k, o in optimizers.items()}, staging / "optimizer.pt"
+    )
     record = dict(meta, step=step, created_at=time.time())
     (staging / "meta.json").write_text(json.dumps(record, indent=2))
 
@@ -100,7 +102,9 @@ def load_checkpoint(
         state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (RuntimeError, OSError) as exc:
-        raise CheckpointError(f"cannot load {path}/model.pt into the model: {exc}") from exc
+        raise CheckpointError(
+            f"cannot load {path}/model.pt into the model: {exc}"
+        ) from exc
     if optimizers:
         saved = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
         for name, optimizer in optimizers.items():

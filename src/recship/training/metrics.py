@@ -14,7 +14,9 @@ def compute_auc(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(binary_auroc(torch.from_numpy(probs), torch.from_numpy(labels).long()))
 
 
-def compute_grouped_auc(probs: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
+def compute_grouped_auc(
+    probs: np.ndarray, labels: np.ndarray, groups: np.ndarray
+) -> float:
     """AUC per group, averaged with each group's row count as weight.
 
     Groups whose labels are all equal have no AUC and are left out.
@@ -24,7 +26,9 @@ def compute_grouped_auc(probs: np.ndarray, labels: np.ndarray, groups: np.ndarra
     boundaries = np.flatnonzero(groups[1:] != groups[:-1]) + 1
     total, weight = 0.0, 0
     for start, end in zip(
-        np.concatenate([[0], boundaries]), np.concatenate([boundaries, [len(groups)]]), strict=True
+        np.concatenate([[0], boundaries]),
+        np.concatenate([boundaries, [len(groups)]]),
+        strict=True,
     ):
         group_labels = labels[start:end]
         if group_labels.min() == group_labels.max():

@@ -26,16 +26,22 @@ def _build(
 ) -> torch.optim.Optimizer:
     kind = config.WhichOneof("optimizer")
     if kind is None:
-        raise ConfigError(f"train_config.{field}: set one optimizer, e.g. adam_optimizer")
+        raise ConfigError(
+            f"train_config.{field}: set one optimizer, e.g. adam_optimizer"
+        )
     options = getattr(config, kind)
     if kind == "sgd_optimizer":
         return torch.optim.SGD(params, lr=options.lr)
     if kind == "adagrad_optimizer":
         return torch.optim.Adagrad(
-            params, lr=options.lr, initial_accumulator_value=options.initial_accumulator_value
+            params,
+            lr=options.lr,
+            initial_accumulator_value=options.initial_accumulator_value,
         )
     if sparse:
-        return torch.optim.SparseAdam(params, lr=options.lr, betas=(options.beta1, options.beta2))
+        return torch.optim.SparseAdam(
+            params, lr=options.lr, betas=(options.beta1, options.beta2)
+        )
     return torch.optim.Adam(
         params,
         lr=options.lr,
@@ -54,14 +60,22 @@ def build_optimizers(
 
     sparse_config = train_config.sparse_optimizer
     if not train_config.HasField("sparse_optimizer"):
-        sparse_config = train_pb2.SparseOptimizer(adagrad_optimizer=train_pb2.AdagradOptimizer())
+        sparse_config = train_pb2.SparseOptimizer(
+            adagrad_optimizer=train_pb2.AdagradOptimizer()
+        )
     dense_config = train_config.dense_optimizer
     if not train_config.HasField("dense_optimizer"):
-        dense_config = train_pb2.DenseOptimizer(adam_optimizer=train_pb2.AdamOptimizer())
+        dense_config = train_pb2.DenseOptimizer(
+            adam_optimizer=train_pb2.AdamOptimizer()
+        )
 
     optimizers = {}
     if sparse_params:
-        optimizers["sparse"] = _build(sparse_params, sparse_config, "sparse_optimizer", True)
+        optimizers["sparse"] = _build(
+            sparse_params, sparse_config, "sparse_optimizer", True
+        )
     if dense_params:
-        optimizers["dense"] = _build(dense_params, dense_config, "dense_optimizer", False)
+        optimizers["dense"] = _build(
+            dense_params, dense_config, "dense_optimizer", False
+        )
     return optimizers

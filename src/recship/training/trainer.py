@@ -27,7 +27,11 @@ from recship.data.reader import iter_batches
 from recship.errors import DataError
 from recship.features.fg import FeatureGenerator, generate_tensors
 from recship.models.builder import build_model, model_feature_specs
-from recship.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from recship.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from recship.training.metrics import compute_metrics
 from recship.training.optimizers import build_optimizers
 
@@ -120,7 +124,9 @@ def train_and_evaluate(config: PipelineConfig, *, progress: bool = True) -> Trai
     model.train()
     examples, started = 0, time.perf_counter()
     window_examples, window_start = 0, started
-    bar = tqdm(desc="train", unit="step", disable=not progress or rank != 0, initial=step)
+    bar = tqdm(
+        desc="train", unit="step", disable=not progress or rank != 0, initial=step
+    )
     for batch in batches:
         inputs = generate_tensors(generator, batch)
         loss = loss_fn(trained(inputs)["logits"], _labels(batch, label))
@@ -141,7 +147,9 @@ def train_and_evaluate(config: PipelineConfig, *, progress: bool = True) -> Trai
             logger.info("step %d loss %.5f examples/s %.0f", step, loss.item(), rate)
             window_examples, window_start = 0, now
         if rank == 0 and step % max(1, train_config.save_checkpoints_steps) == 0:
-            save_checkpoint(model_dir, step, model, optimizers, {}, train_config.keep_checkpoint_max)
+            save_checkpoint(
+                model_dir, step, model, optimizers, {}, train_config.keep_checkpoint_max
+            )
     bar.close()
     elapsed = time.perf_counter() - started
 
@@ -159,7 +167,9 @@ def train_and_evaluate(config: PipelineConfig, *, progress: bool = True) -> Trai
         examples=examples,
         examples_per_sec=examples / elapsed if elapsed > 0 else 0.0,
     )
-    logger.info("trained %d examples at %.0f examples/s", examples, result.examples_per_sec)
+    logger.info(
+        "trained %d examples at %.0f examples/s", examples, result.examples_per_sec
+    )
     if config.eval_input_path and rank == 0:
         result.metrics = evaluate(config, str(final), model=model)
     return result
@@ -183,7 +193,9 @@ def evaluate(
     label = label_name(config)
     metric_configs = list(config.model_config.metrics)
     group_keys = [
-        m.grouped_auc.grouping_key for m in metric_configs if m.WhichOneof("metric") == "grouped_auc"
+        m.grouped_auc.grouping_key
+        for m in metric_configs
+        if m.WhichOneof("metric") == "grouped_auc"
     ]
 
     probs, labels, groups = [], [], {key: [] for key in group_keys}
@@ -208,9 +220,13 @@ def evaluate(
     if not probs:
         raise DataError(f"no eval rows in {eval_input_path or config.eval_input_path}")
     columns = {key: np.concatenate(parts) for key, parts in groups.items()}
-    metrics = compute_metrics(metric_configs, np.concatenate(probs), np.concatenate(labels), columns)
+    metrics = compute_metrics(
+        metric_configs, np.concatenate(probs), np.concatenate(labels), columns
+    )
     metrics["num_examples"] = float(sum(len(p) for p in probs))
     Path(config.model_dir).mkdir(parents=True, exist_ok=True)
-    (Path(config.model_dir) / "eval_result.txt").write_text(json.dumps(metrics, indent=2))
+    (Path(config.model_dir) / "eval_result.txt").write_text(
+        json.dumps(metrics, indent=2)
+    )
     logger.info("eval: %s", metrics)
     return metrics
