@@ -32,3 +32,28 @@ def resolve_quant_mode(flag: str | None, env_name: str, default: str = "INT8") -
             f"{', '.join(QUANT_MODES)}"
         )
     return mode
+
+
+_TRUE = ("1", "TRUE", "YES", "ON")
+_FALSE = ("", "0", "FALSE", "NO", "OFF")
+
+
+def resolve_flag(flag: bool | None, env_name: str) -> bool:
+    """A boolean switch from a CLI flag or `env_name` (e.g. ENABLE_AOT=1)."""
+    if flag is not None:
+        return flag
+    raw = os.environ.get(env_name, "").strip().upper()
+    if raw not in _TRUE + _FALSE:
+        raise ConfigError(
+            f"environment variable {env_name}={raw!r}: expected 1/0 (or true/false)"
+        )
+    return raw in _TRUE
+
+
+def resolve_export_cache_dir(flag: str | None = None) -> str:
+    """Local cache of remote exports: flag, RECSHIP_EXPORT_CACHE_DIR, or
+    ~/.cache/recship/exports."""
+    if flag:
+        return flag
+    default = os.path.join(os.path.expanduser("~"), ".cache", "recship", "exports")
+    return os.environ.get("RECSHIP_EXPORT_CACHE_DIR", default)

@@ -86,7 +86,11 @@ class EvalConfig(_message.Message):
     def __init__(self, num_steps: _Optional[int] = ...) -> None: ...
 
 class ExportConfig(_message.Message):
-    __slots__ = ("exporter_type",)
+    __slots__ = ("exporter_type", "best_exporter_metric", "metric_larger_is_better")
     EXPORTER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BEST_EXPORTER_METRIC_FIELD_NUMBER: _ClassVar[int]
+    METRIC_LARGER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
     exporter_type: str
-    def __init__(self, exporter_type: _Optional[str] = ...) -> None: ...
+    best_exporter_metric: str
+    metric_larger_is_better: bool
+    def __init__(self, exporter_type: _Optional[str] = ..., best_exporter_metric: _Optional[str] = ..., metric_larger_is_better: _Optional[bool] = ...) -> None: ...
