@@ -6,11 +6,13 @@ sparse and dense optimizers, writes checkpoints, resumes from the latest one,
 and evaluates the final model.
 """
 
+import contextlib
 import itertools
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,61 @@ def _labels(batch: pa.RecordBatch, name: str) -> torch.Tensor:
     return torch.from_numpy(column.to_numpy(zero_copy_only=False).astype(np.float32))
 
 
+@dataclass
+class _Loop:
+    """What every training step needs."""
+
+    trained: nn.Module  # the model, or its DDP wrapper
+    model: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    generator: FeatureGenerator
+    label: str
+    config: PipelineConfig
+    rank: int
+
+
+def _train_steps(
+    loop: _Loop, batches: Iterator[pa.RecordBatch], step: int, progress: bool
+) -> tuple[int, int]:
+    """Run the steps; returns the final step and the examples seen."""
+    train_config = loop.config.train_config
+    loss_fn = nn.BCEWithLogitsLoss()
+    examples, window_examples, window_start = 0, 0, time.perf_counter()
+    bar = tqdm(
+        desc="train", unit="step", disable=not progress or loop.rank != 0, initial=step
+    )
+    for batch in batches:
+        inputs = generate_tensors(loop.generator, batch)
+        loss = loss_fn(loop.trained(inputs)["logits"], _labels(batch, loop.label))
+        for optimizer in loop.optimizers.values():
+            optimizer.zero_grad()
+        loss.backward()
+        for optimizer in loop.optimizers.values():
+            optimizer.step()
+
+        step += 1
+        examples += batch.num_rows
+        window_examples += batch.num_rows
+        bar.update(1)
+        if step % max(1, train_config.log_step_count_steps) == 0:
+            now = time.perf_counter()
+            rate = window_examples / max(now - window_start, 1e-9)
+            bar.set_postfix(loss=f"{loss.item():.4f}", ex_s=f"{rate:.0f}")
+            logger.info("step %d loss %.5f examples/s %.0f", step, loss.item(), rate)
+            window_examples, window_start = 0, now
+        if loop.rank == 0 and step % max(1, train_config.save_checkpoints_steps) == 0:
+            save_checkpoint(
+                loop.config.model_dir,
+                step,
+                loop.model,
+                loop.optimizers,
+                {},
+                train_config.keep_checkpoint_max,
+            )
+    bar.close()
+    return step, examples
+
+
 def train_and_evaluate(config: PipelineConfig, *, progress: bool = True) -> TrainResult:
     """Train the config's model on train_input_path, then evaluate it.
 
@@ -123,41 +180,22 @@ def train_and_evaluate(config: PipelineConfig, *, progress: bool = True) -> Trai
         batches = itertools.islice(batches, max(0, train_config.num_steps - step))
 
     # Train, logging every log_step_count_steps and saving checkpoints.
-    loss_fn = nn.BCEWithLogitsLoss()
+    # Ranks may get one batch more or less than each other; DDP's join lets
+    # the ranks that finish early shadow the collective calls of the others.
     model.train()
-    examples, started = 0, time.perf_counter()
-    window_examples, window_start = 0, started
-    bar = tqdm(
-        desc="train", unit="step", disable=not progress or rank != 0, initial=step
-    )
-    for batch in batches:
-        inputs = generate_tensors(generator, batch)
-        loss = loss_fn(trained(inputs)["logits"], _labels(batch, label))
-        for optimizer in optimizers.values():
-            optimizer.zero_grad()
-        loss.backward()
-        for optimizer in optimizers.values():
-            optimizer.step()
-
-        step += 1
-        examples += batch.num_rows
-        window_examples += batch.num_rows
-        bar.update(1)
-        if step % max(1, train_config.log_step_count_steps) == 0:
-            now = time.perf_counter()
-            rate = window_examples / max(now - window_start, 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.4f}", ex_s=f"{rate:.0f}")
-            logger.info("step %d loss %.5f examples/s %.0f", step, loss.item(), rate)
-            window_examples, window_start = 0, now
-        if rank == 0 and step % max(1, train_config.save_checkpoints_steps) == 0:
-            save_checkpoint(
-                model_dir, step, model, optimizers, {}, train_config.keep_checkpoint_max
-            )
-    bar.close()
+    started = time.perf_counter()
+    joined = trained.join() if world_size > 1 else contextlib.nullcontext()
+    with joined:
+        step, examples = _train_steps(
+            _Loop(trained, model, optimizers, generator, label, config, rank),
+            batches,
+            step,
+            progress,
+        )
     elapsed = time.perf_counter() - started
 
     if rank == 0:
-        final = save_checkpoint(
+        save_checkpoint(
             model_dir, step, model, optimizers, {}, train_config.keep_checkpoint_max
         )
     if world_size > 1:
