@@ -15,9 +15,16 @@ from recship.serving.request import RankRequest
 
 
 def request_rows(
-    request: RankRequest, item_table: pa.Table, id_column: str
+    request: RankRequest,
+    item_table: pa.Table,
+    id_column: str,
+    columns: list[str] | None = None,
 ) -> pa.Table:
-    """One row per candidate found in `item_table`, in request order."""
+    """One row per candidate found in `item_table`, in request order.
+
+    `columns` (the FG input columns) that neither the request nor the item
+    table holds become all-null columns, as the server treats them.
+    """
     keys = pa.table(
         {
             "__key": pa.array(request.item_ids, pa.string()),
@@ -30,16 +37,19 @@ def request_rows(
     joined = keys.join(items, keys="__key", join_type="inner").sort_by("__position")
     count = joined.num_rows
 
-    columns = {name: joined.column(name) for name in item_table.column_names}
+    out = {name: joined.column(name) for name in item_table.column_names}
     for name, value in request.user_features.items():
-        columns[name] = pa.array([value] * count)
+        out[name] = pa.array([value] * count)
     for name, values in request.context_features.items():
         if len(values) == 1:
-            columns[name] = pa.array(values * count)
+            out[name] = pa.array(values * count)
         else:
             positions = joined.column("__position").to_numpy()
-            columns[name] = pa.array([values[p] for p in positions])
-    return pa.table(columns)
+            out[name] = pa.array([values[p] for p in positions])
+    for name in columns or []:
+        if name not in out:
+            out[name] = pa.nulls(count, pa.string())
+    return pa.table(out)
 
 
 @dataclass

@@ -31,6 +31,8 @@ from recship.data.taobao import (
 )
 from recship.errors import RecshipError
 from recship.export.exporter import export_model
+from recship.features.fg import FeatureGenerator
+from recship.features.spec import specs_from_fg_json
 from recship.predict.predictor import PredictOptions, predict
 from recship.serving.request import RankRequest
 from recship.tools.consistency import compare_scores, request_rows
@@ -202,7 +204,11 @@ def run_demo(options: DemoOptions) -> DemoReport:
 
     say("4/6 offline predict of the request's rows")
     request = _build_request(data["eval"], data["items"], options)
-    rows = request_rows(request, read_table(data["items"], "ParquetDataset"), ITEM_ID)
+    fg_columns = FeatureGenerator(
+        specs_from_fg_json(json.loads((workdir / "export" / "fg.json").read_text()))
+    ).input_columns
+    items = read_table(data["items"], "ParquetDataset")
+    rows = request_rows(request, items, ITEM_ID, fg_columns)
     write_table(rows, str(workdir / "request_rows.parquet"))
     predict(
         exported.export_dir,
