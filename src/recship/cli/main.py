@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from recship.cli.featurestore import add_featurestore_commands
 from recship.errors import RecshipError
 
 logger = logging.getLogger(__name__)
@@ -53,21 +54,45 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from recship.config.settings import resolve_quant_mode
+    from recship.config.settings import (
+        resolve_flag,
+        resolve_input_tile,
+        resolve_quant_mode,
+    )
     from recship.export.exporter import ExportOptions, export_model
 
     config = _load_config(args)
+    if args.report:
+        _export_report(config, args)
+        return
     options = ExportOptions(
         quant_emb=resolve_quant_mode(args.quant_emb, "QUANT_EMB"),
         quant_ec_emb=resolve_quant_mode(args.quant_ec_emb, "QUANT_EC_EMB"),
         sample_input_path=args.sample_input_path,
+        input_tile=resolve_input_tile(args.input_tile),
+        enable_aot=resolve_flag(args.enable_aot, "ENABLE_AOT"),
+        aot_keep_slower=args.aot_keep_slower,
     )
     result = export_model(config, args.export_dir, args.checkpoint_path, options)
+    if result.aot:
+        print(f"aot: {json.dumps(result.aot)}")
     print(
         f"exported {result.export_dir} from {result.checkpoint}: {result.bytes} bytes, "
         f"max prob diff vs checkpoint {result.max_prob_diff:.2e} "
         f"(limit {result.tolerance})"
     )
+
+
+def _export_report(config, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from recship.export.report import build_quant_report, format_report
+
+    reports = build_quant_report(config, args.export_dir, args.checkpoint_path)
+    table = format_report(reports)
+    (Path(args.export_dir) / "quant_report.md").write_text(table)
+    print(table, end="")
+    print(f"per-mode exports and quant_report.md in {args.export_dir}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -77,10 +102,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
         reserved_columns=_split(args.reserved_columns),
         output_columns=_split(args.output_columns),
         batch_size=args.batch_size,
+        predict_threads=args.predict_threads,
         dataset_type=args.dataset_type,
         writer_type=args.writer_type,
         predict_steps=args.predict_steps,
+        is_profiling=args.is_profiling,
         progress=not args.no_progress,
+        checkpoint_path=args.checkpoint_path,
+        pipeline_config_path=args.pipeline_config_path,
     )
     result = predict(
         args.scripted_model_path,
@@ -88,32 +117,39 @@ def cmd_predict(args: argparse.Namespace) -> None:
         args.predict_output_path,
         options,
     )
+    if result.profile_summary:
+        print(result.profile_summary)
+        print(f"profiler trace: {result.profile_trace}")
     print(
         f"scored {result.rows} rows ({result.rows_per_sec:.0f} rows/s) "
-        f"into {result.output_path}"
+        f"into {result.part_file}"
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from recship.serving.app import build_app
-    from recship.serving.server import run_server
-    from recship.serving.service import ServiceOptions, build_ranker
+    from recship.serving.settings import settings_from_args
+    from recship.serving.supervisor import run_service
 
-    ranker = build_ranker(
-        ServiceOptions(
-            export_dir=args.scripted_model_path,
-            item_table=args.item_table,
-            item_id_column=args.item_id_column,
-            item_empty_score=args.item_empty_score,
-        )
+    # --scripted_model_path and --service_name are the older names of
+    # --model_path and --name.
+    args.model_path = args.model_path or args.scripted_model_path
+    args.name = args.name or args.service_name
+    run_service(settings_from_args(args))
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from recship.tools.replay import replay_requests
+
+    report = replay_requests(
+        args.input_path,
+        args.url,
+        concurrency=args.concurrency,
+        repeat=args.repeat,
+        timeout_s=args.timeout_s,
     )
-    app = build_app(
-        ranker,
-        service_name=args.service_name,
-        worker_threads=args.worker_threads,
-        max_queue_size=args.max_queue_size,
-    )
-    run_server(app, host=args.host, port=args.port)
+    for path, status, text in report.failures[:10]:
+        print(f"{path}: {status} {text}")
+    print(report.summary())
 
 
 def cmd_gen_data(args: argparse.Namespace) -> None:
@@ -150,6 +186,61 @@ def cmd_demo(args: argparse.Namespace) -> None:
             num_items=args.num_items,
         )
     )
+
+
+def cmd_infer_data(args: argparse.Namespace) -> None:
+    from recship.export.artifact import load_artifact
+    from recship.tools import infer_data
+
+    loaded = load_artifact(args.scripted_model_path)
+    if args.input_path:
+        requests = infer_data.requests_from_table(
+            loaded,
+            args.input_path,
+            user_id_column=args.user_id_column,
+            item_id_column=args.item_id_column,
+            dataset_type=args.dataset_type,
+            max_requests=args.num_requests,
+            max_items=args.num_items,
+        )
+    else:
+        requests = infer_data.synthetic_requests(
+            loaded,
+            num_requests=args.num_requests,
+            num_items=args.num_items,
+            seed=args.seed,
+            item_id_column=args.item_id_column,
+        )
+    if args.output_dir:
+        written = infer_data.write_requests(requests, args.output_dir)
+        print(
+            f"wrote {len(requests)} requests ({len(written)} files) to "
+            f"{args.output_dir}"
+        )
+    if args.show is not None:
+        shown = infer_data.show_request(loaded, requests[args.show])
+        print(infer_data.format_shown(shown))
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> None:
+    from recship.tools.bench.harness import BenchOptions, run_bench
+
+    options = BenchOptions(
+        workdir=args.workdir,
+        num_rows=args.num_rows,
+        checkpoint=args.checkpoint_path,
+        max_requests=args.max_requests,
+        max_seconds=args.max_seconds,
+        worker_threads=args.worker_threads,
+        torch_threads=args.torch_threads,
+        torchserve=not args.no_torchserve,
+        item_counts=tuple(int(v) for v in _split(args.item_counts)),
+        concurrency=tuple(int(v) for v in _split(args.concurrency)),
+    )
+    if args.config:
+        options.config_path = args.config
+    result = run_bench(options)
+    print(f"written: {result.outputs['markdown']}, {result.outputs['plot']}")
 
 
 def _split(value: str | None) -> list[str]:
@@ -195,10 +286,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--quant_ec_emb", help="sequence tables, same modes (QUANT_EC_EMB)"
     )
     export.add_argument("--sample_input_path", help="rows to verify the export on")
+    export.add_argument(
+        "--input_tile",
+        type=int,
+        help="user-feature tiling: 0 none, 2 user FG once, 3 user embeddings "
+        "once too (INPUT_TILE)",
+    )
+    export.add_argument(
+        "--enable_aot",
+        action="store_true",
+        default=None,
+        help="AOT-compile the dense part, kept where faster (ENABLE_AOT)",
+    )
+    export.add_argument(
+        "--aot_keep_slower", action="store_true", help="keep AOT even if slower"
+    )
+    export.add_argument(
+        "--report",
+        action="store_true",
+        help="export every quantization mode under --export_dir and print "
+        "size and AUC per mode",
+    )
 
     pred = add("predict", cmd_predict, "score a table offline with an export")
     pred.add_argument(
-        "--scripted_model_path", required=True, help="the export directory"
+        "--scripted_model_path", help="the export directory (local or fsspec URL)"
+    )
+    pred.add_argument(
+        "--checkpoint_path", help="score this checkpoint instead (default latest)"
+    )
+    pred.add_argument(
+        "--pipeline_config_path", help="the checkpoint's config (no export needed)"
     )
     pred.add_argument("--predict_input_path", required=True)
     pred.add_argument("--predict_output_path", required=True, help="output directory")
@@ -207,23 +325,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("--output_columns", help="model outputs to write (default all)")
     pred.add_argument("--batch_size", type=int, default=1024)
+    pred.add_argument(
+        "--predict_threads", type=int, default=1, help="batches scored at once"
+    )
     pred.add_argument("--dataset_type", default="ParquetDataset")
     pred.add_argument("--writer_type", default="ParquetWriter")
     pred.add_argument("--predict_steps", type=int, default=0)
+    pred.add_argument(
+        "--is_profiling", action="store_true", help="write a torch profiler trace"
+    )
     pred.add_argument("--no_progress", action="store_true")
 
     serve = add("serve", cmd_serve, "serve an export over HTTP")
-    serve.add_argument(
-        "--scripted_model_path", required=True, help="the export directory"
+    serve.add_argument("--scripted_model_path", help="the export directory")
+    serve.add_argument("--service_name", help="same as --name")
+    # Every service option (docs/serving.md) as a flag; flags win over the
+    # --service_config file.
+    from recship.serving.settings import add_service_flags
+
+    add_service_flags(serve)
+
+    replay = add("replay", cmd_replay, "send saved requests to a server")
+    replay.add_argument(
+        "--input_path", required=True, help="a saved request, or a directory"
     )
-    serve.add_argument("--item_table", help="Parquet/CSV item features (in memory)")
-    serve.add_argument("--item_id_column", help="id column of the item table")
-    serve.add_argument("--item_empty_score", type=float, default=0.0)
-    serve.add_argument("--service_name", default="recship")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--worker_threads", type=int, default=4)
-    serve.add_argument("--max_queue_size", type=int, default=64)
+    replay.add_argument(
+        "--url", required=True, help="http://HOST:PORT/api/predict/<service>"
+    )
+    replay.add_argument("--concurrency", type=int, default=1)
+    replay.add_argument("--repeat", type=int, default=1)
+    replay.add_argument("--timeout_s", type=float, default=30.0)
 
     gen = add("gen-data", cmd_gen_data, "generate Taobao-schema train/eval/item data")
     gen.add_argument("--output_dir", required=True)
@@ -240,6 +371,25 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--input_path", required=True)
     conv.add_argument("--output_dir", required=True)
 
+    infer = add(
+        "infer-data",
+        cmd_infer_data,
+        "write rank requests (protobuf and JSON) from a table or synthetic values, "
+        "and show one scored online and offline",
+    )
+    infer.add_argument(
+        "--scripted_model_path", required=True, help="the export directory"
+    )
+    infer.add_argument("--input_path", help="table of real rows (default synthetic)")
+    infer.add_argument("--dataset_type", default="ParquetDataset")
+    infer.add_argument("--user_id_column", default="user_id")
+    infer.add_argument("--item_id_column", default="adgroup_id")
+    infer.add_argument("--num_requests", type=int, default=10)
+    infer.add_argument("--num_items", type=int, default=200, help="items per request")
+    infer.add_argument("--seed", type=int, default=0)
+    infer.add_argument("--output_dir", help="where to write request-<n>.pb/.json")
+    infer.add_argument("--show", type=int, help="print request N's features and scores")
+
     demo = add("demo", cmd_demo, "the whole chain: data, train, export, predict, serve")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--num_rows", type=int, default=200_000)
@@ -248,6 +398,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--real_data", help="run on this real Taobao sample CSV instead")
+
+    bench = add("bench", None, "benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    bench_serve = bench_commands.add_parser(
+        "serve",
+        help="recship serve against the model's forward and TorchServe",
+        description="recship serve against the model's forward and TorchServe",
+    )
+    bench_serve.set_defaults(handler=cmd_bench_serve)
+    bench_serve.add_argument("--workdir", default="runs/bench")
+    bench_serve.add_argument("--config", help="pipeline config (default: example)")
+    bench_serve.add_argument("--num_rows", type=int, default=20_000)
+    bench_serve.add_argument(
+        "--checkpoint_path", help="export this checkpoint instead of training"
+    )
+    bench_serve.add_argument("--item_counts", default="200,1000")
+    bench_serve.add_argument("--concurrency", default="1,4,16")
+    bench_serve.add_argument("--max_requests", type=int, default=300)
+    bench_serve.add_argument("--max_seconds", type=float, default=20.0)
+    bench_serve.add_argument("--worker_threads", type=int, default=2)
+    bench_serve.add_argument("--torch_threads", type=int, default=1)
+    bench_serve.add_argument(
+        "--no_torchserve", action="store_true", help="bench recship only"
+    )
+
+    add_featurestore_commands(add)
     return parser
 
 

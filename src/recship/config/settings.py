@@ -57,3 +57,22 @@ def resolve_export_cache_dir(flag: str | None = None) -> str:
         return flag
     default = os.path.join(os.path.expanduser("~"), ".cache", "recship", "exports")
     return os.environ.get("RECSHIP_EXPORT_CACHE_DIR", default)
+
+
+INPUT_TILE_MODES = (0, 2, 3)
+
+
+def resolve_input_tile(flag: int | None, env_name: str = "INPUT_TILE") -> int:
+    """User-feature tiling mode (TorchEasyRec INPUT_TILE) from a CLI flag or
+    `env_name`: 0 untiled, 2 user-side FG once, 3 user-side embeddings once."""
+    if flag is not None:
+        raw, source = str(flag), "flag --input_tile"
+    else:
+        raw, source = os.environ.get(env_name, "0"), f"environment variable {env_name}"
+    raw = raw.strip() or "0"
+    if not raw.isdigit() or int(raw) not in INPUT_TILE_MODES:
+        raise ConfigError(
+            f"{source}: input tile mode {raw!r} is not one of "
+            f"{', '.join(str(m) for m in INPUT_TILE_MODES)}"
+        )
+    return int(raw)

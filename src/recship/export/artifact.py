@@ -11,6 +11,7 @@ export/
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ class LoadedArtifact:
     """An export directory loaded for scoring."""
 
     path: Path
-    model: torch.jit.ScriptModule
+    model: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
     generator: FeatureGenerator
     model_acc: dict[str, Any]
     manifest: dict[str, Any]
@@ -86,8 +87,23 @@ class LoadedArtifact:
         return list(self.model_acc.get("outputs", ["probs"]))
 
 
-def load_artifact(export_dir: str | Path, verify: bool = True) -> LoadedArtifact:
-    """Load the scripted model and FG of an export directory."""
+def load_artifact(
+    export_dir: str | Path, verify: bool = True, *, use_aot: bool = True
+) -> LoadedArtifact:
+    """Load the model and FG of an export directory.
+
+    Args:
+        export_dir: a local directory or an fsspec URL (`s3://...`,
+            `memory://...`); a URL is downloaded into the local export cache
+            first (see `export.storage`).
+        verify: check every file against MANIFEST.json.
+        use_aot: load the AOT-compiled dense part when the export kept one;
+            False loads the plain TorchScript model.
+    """
+    from recship.export import aot, storage
+
+    if storage.is_remote(export_dir):
+        export_dir = storage.fetch_export(str(export_dir))
     export_dir = Path(export_dir)
     if not (export_dir / MODEL_FILE).is_file():
         raise ExportError(f"{export_dir} has no {MODEL_FILE}; pass an export directory")
@@ -97,9 +113,12 @@ def load_artifact(export_dir: str | Path, verify: bool = True) -> LoadedArtifact
         import fbgemm_gpu  # noqa: F401  (registers the quantized embedding kernels)
     except ImportError:  # pragma: no cover - fbgemm is a pinned dependency
         pass
-    model = torch.jit.load(str(export_dir / MODEL_FILE), map_location="cpu")
-    model.eval()
+    model_acc = json.loads((export_dir / ACC_FILE).read_text())
+    if use_aot and model_acc.get("aot", {}).get("kept"):
+        model = aot.load_aot_model(export_dir)
+    else:
+        model = torch.jit.load(str(export_dir / MODEL_FILE), map_location="cpu")
+        model.eval()
     fg_json = json.loads((export_dir / FG_FILE).read_text())
     generator = FeatureGenerator(specs_from_fg_json(fg_json, str(export_dir / FG_FILE)))
-    model_acc = json.loads((export_dir / ACC_FILE).read_text())
     return LoadedArtifact(export_dir, model, generator, model_acc, manifest)

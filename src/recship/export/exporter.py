@@ -26,12 +26,14 @@ import recship
 from recship.config.loader import PipelineConfig, save_pipeline_config
 from recship.data.reader import iter_batches
 from recship.errors import ExportError
-from recship.export import artifact
+from recship.export import aot, artifact, storage
+from recship.export.best import select_checkpoint
 from recship.export.quantization import quantize_model, tolerance
+from recship.export.tiling import check_tiled_scores, tile_model
 from recship.features.fg import FeatureGenerator, generate_tensors
 from recship.features.spec import specs_to_fg_json
 from recship.models.builder import build_model, model_feature_specs
-from recship.training.checkpoint import load_checkpoint, resolve_checkpoint
+from recship.training.checkpoint import load_checkpoint
 from recship.training.trainer import dataset_type_name
 
 logger = logging.getLogger(__name__)
@@ -48,12 +50,22 @@ class ExportOptions:
         quant_ec_emb: mode of sequence tables (QUANT_EC_EMB).
         sample_input_path: rows to verify the artifact on; default eval data.
         sample_rows: how many of them.
+        enable_aot: also compile the dense part with AOTInductor
+            (TorchEasyRec ENABLE_AOT); kept only where faster.
+        aot_keep_slower: keep the AOT files even when they are not faster.
+        aot_bench_rows: rows per call of the AOT benchmark (one request).
+        input_tile: user-feature tiling (TorchEasyRec INPUT_TILE): 0 none,
+            2 user-side FG once, 3 user-side embeddings once too.
     """
 
     quant_emb: str = "INT8"
     quant_ec_emb: str = "INT8"
     sample_input_path: str | None = None
     sample_rows: int = 64
+    enable_aot: bool = False
+    aot_keep_slower: bool = False
+    aot_bench_rows: int = 200
+    input_tile: int = 0
 
 
 @dataclass
@@ -63,10 +75,14 @@ class ExportResult:
     max_prob_diff: float
     tolerance: float
     bytes: int
+    aot: dict | None = None
 
 
 def _sample_batch(
-    config: PipelineConfig, generator: FeatureGenerator, options: ExportOptions
+    config: PipelineConfig,
+    generator: FeatureGenerator,
+    options: ExportOptions,
+    rows: int | None = None,
 ):
     path = (
         options.sample_input_path or config.eval_input_path or config.train_input_path
@@ -74,7 +90,7 @@ def _sample_batch(
     batches = iter_batches(
         path,
         dataset_type=dataset_type_name(config),
-        batch_size=options.sample_rows,
+        batch_size=rows or options.sample_rows,
         columns=generator.input_columns,
     )
     batch = next(iter(batches), None)
@@ -135,16 +151,27 @@ def export_model(
             artifact's scores differ from the checkpoint's beyond tolerance.
     """
     options = options or ExportOptions()
-    export_dir = Path(export_dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ExportError("export runs in one process; launch it without torchrun")
+        raise ExportError(
+            f"export runs in one process, but WORLD_SIZE is "
+            f"{os.environ['WORLD_SIZE']}; launch `recship export` without torchrun"
+        )
+    if options.input_tile and options.enable_aot:
+        # TODO(#4): compile the dense part of a tiled model with AOTInductor.
+        raise ExportError(
+            f"input_tile {options.input_tile} and enable_aot cannot be combined "
+            "yet; export with one of them"
+        )
+    if storage.is_remote(export_dir):
+        return _export_remote(config, str(export_dir), checkpoint, options)
+    export_dir = Path(export_dir)
     if export_dir.exists():
         raise ExportError(
             f"{export_dir} exists; export to a new directory (or remove it)"
         )
 
     # Load the checkpoint and score the sample rows with it.
-    checkpoint_path = resolve_checkpoint(checkpoint or config.model_dir)
+    checkpoint_path = select_checkpoint(config, checkpoint)
     model = build_model(config)
     meta = load_checkpoint(checkpoint_path, model)
     model.eval()
@@ -163,10 +190,21 @@ def export_model(
     staging.chmod(0o755)
     try:
         with torch.no_grad():
-            scripted = _script(
-                quantize_model(model, options.quant_emb, options.quant_ec_emb)
-            )
+            quantized = quantize_model(model, options.quant_emb, options.quant_ec_emb)
+            scripted = _script(tile_model(quantized, specs, options.input_tile))
+        if options.input_tile:
+            check_tiled_scores(quantized, scripted, generator, batch)
         scripted.save(str(staging / artifact.MODEL_FILE))
+        aot_record = None
+        if options.enable_aot:
+            bench = _sample_batch(config, generator, options, options.aot_bench_rows)
+            aot_record = aot.build_aot(
+                staging,
+                quantized,
+                scripted,
+                generate_tensors(generator, bench),
+                keep_slower=options.aot_keep_slower,
+            )
         save_pipeline_config(config, staging / artifact.CONFIG_FILE)
         (staging / artifact.FG_FILE).write_text(
             json.dumps(specs_to_fg_json(specs), indent=2)
@@ -175,7 +213,8 @@ def export_model(
         model_acc = {
             "quant_emb": options.quant_emb,
             "quant_ec_emb": options.quant_ec_emb,
-            "input_tile": 0,
+            "input_tile": options.input_tile,
+            "aot": aot_record or {"enabled": False},
             "outputs": sorted(expected),
             "input_signature": {
                 name: {"dtype": str(t.dtype).removeprefix("torch."), "ndim": t.dim()}
@@ -219,4 +258,24 @@ def export_model(
 
     size = sum(p.stat().st_size for p in export_dir.rglob("*") if p.is_file())
     logger.info("exported %s (%d bytes, max prob diff %.2e)", export_dir, size, diff)
-    return ExportResult(str(export_dir), str(checkpoint_path), diff, limit, size)
+    return ExportResult(
+        str(export_dir), str(checkpoint_path), diff, limit, size, aot_record
+    )
+
+
+def _export_remote(
+    config: PipelineConfig,
+    url: str,
+    checkpoint: str | Path | None,
+    options: ExportOptions,
+) -> ExportResult:
+    # Build the export in a local scratch directory, then upload it with its
+    # manifest last (see export.storage).
+    if storage.remote_exists(url):
+        raise ExportError(f"{url} already holds an export; export to a new path")
+    with tempfile.TemporaryDirectory(prefix="recship-export-") as scratch:
+        local = Path(scratch) / "export"
+        result = export_model(config, local, checkpoint, options)
+        storage.upload_export(local, url)
+    result.export_dir = url
+    return result

@@ -38,14 +38,32 @@ def quantize_model(model: nn.Module, pooled_mode: str, sequence_mode: str) -> nn
     if pooled_mode != "FP32":
         quantize_embeddings(model, dtype=_DTYPES[pooled_mode], inplace=True)
     if sequence_mode != "FP32":
+        _quantize_sequence_tables(model, _DTYPES[sequence_mode])
+    return model
+
+
+def _quantize_sequence_tables(model: nn.Module, dtype: torch.dtype) -> None:
+    # NOTE: quantize_embeddings always converts EmbeddingBagCollections too;
+    # run it on a holder of each EmbeddingCollection alone, so FP32 pooled
+    # tables stay FP32 when only the sequence tables are quantized.
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if type(module) is EmbeddingCollection
+    ]
+    for name, module in targets:
+        holder = nn.Module()
+        holder.tables = module
         quantize_embeddings(
-            model,
-            dtype=_DTYPES[sequence_mode],
+            holder,
+            dtype=dtype,
             inplace=True,
             additional_qconfig_spec_keys=[EmbeddingCollection],
             additional_mapping={EmbeddingCollection: QuantEmbeddingCollection},
         )
-    return model
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, holder.tables)
 
 
 def tolerance(pooled_mode: str, sequence_mode: str) -> float:

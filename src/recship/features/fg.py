@@ -120,6 +120,8 @@ def _to_int64(spec: FeatureSpec, jagged: _Jagged) -> tuple[np.ndarray, np.ndarra
         fractional = valid & (np.floor(values) != values)
         if fractional.any():
             raise _bad_value_error(spec, jagged, fractional, "an integer id")
+        # An integral float beyond int64 is no id any table has: missing.
+        valid &= np.abs(values) < 2.0**63
         return np.where(valid, values, 0).astype(np.int64), valid
     if pa.types.is_boolean(elements.type):
         return _to_int64(spec, _Jagged(elements.cast(pa.int64()), jagged.lengths))
@@ -143,7 +145,8 @@ def _to_float64(spec: FeatureSpec, jagged: _Jagged) -> tuple[np.ndarray, np.ndar
     """Float values and a validity mask (False where empty or not finite)."""
     elements = jagged.elements
     if pa.types.is_integer(elements.type) or pa.types.is_floating(elements.type):
-        values = pc.fill_null(elements.cast(pa.float64()), np.nan)
+        # Unsafe: an int beyond 2**53 becomes the nearest float, not an error.
+        values = pc.fill_null(elements.cast(pa.float64(), safe=False), np.nan)
         values = values.to_numpy(zero_copy_only=False)
         return values, np.isfinite(values)
     text = elements.cast(pa.string())
@@ -154,8 +157,12 @@ def _to_float64(spec: FeatureSpec, jagged: _Jagged) -> tuple[np.ndarray, np.ndar
         values = pc.if_else(pa.array(nonempty), text, "nan").cast(pa.float64())
     except pa.ArrowInvalid:
         parsed = [_parse_float(v) for v in text.to_pylist()]  # only on the error path
-        bad = np.array([v is None for v in parsed]) & nonempty
-        raise _bad_value_error(spec, jagged, bad, "a number") from None
+        bad = np.array([v is None for v in parsed], dtype=bool) & nonempty
+        if bad.any():
+            raise _bad_value_error(spec, jagged, bad, "a number") from None
+        # Forms Python reads and Arrow does not (" 7 ", "1_000").
+        values = np.array([np.nan if v is None else v for v in parsed], np.float64)
+        return values, np.isfinite(values)
     values = values.to_numpy(zero_copy_only=False)
     return values, np.isfinite(values)
 
@@ -172,6 +179,7 @@ def _to_strings(jagged: _Jagged) -> tuple[pa.Array, np.ndarray]:
     if pa.types.is_floating(elements.type):
         values = elements.to_numpy(zero_copy_only=False)
         integral = np.isfinite(values) & (np.floor(values) == values)
+        integral &= np.abs(np.nan_to_num(values)) < 2.0**63
         # NOTE: 12.0 must hash like "12" so a float column of ids (CSV, pandas
         # with nulls) and an int column give the same bucket.
         as_int = pc.cast(pa.array(np.where(integral, values, 0)), pa.int64())
@@ -256,12 +264,24 @@ class FeatureGenerator:
         inputs: dict[str, np.ndarray] = {}
         for spec in self.specs:
             column = self._column(spec, columns, num_rows, missing_ok)
-            if spec.is_sparse:
-                values, lengths = self._generate_sparse(spec, column)
-                inputs[f"{spec.name}.values"] = values
-                inputs[f"{spec.name}.lengths"] = lengths
-            else:
-                inputs[f"{spec.name}.values"] = self._generate_dense(spec, column)
+            try:
+                if spec.is_sparse:
+                    values, lengths = self._generate_sparse(spec, column)
+                    inputs[f"{spec.name}.values"] = values
+                    inputs[f"{spec.name}.lengths"] = lengths
+                else:
+                    inputs[f"{spec.name}.values"] = self._generate_dense(spec, column)
+            except (
+                pa.ArrowInvalid,
+                pa.ArrowTypeError,
+                pa.ArrowNotImplementedError,
+            ) as exc:
+                # Arrow refuses a value of the input (a list of lists where
+                # ids go, a number out of range): the input's fault.
+                raise FeatureError(
+                    f"feature {spec.name!r} (column {spec.column!r}) cannot use "
+                    f"values of type {column.type}: {exc}"
+                ) from exc
         self._align_sequences(inputs)
         return inputs
 

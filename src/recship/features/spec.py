@@ -47,6 +47,9 @@ class FeatureSpec:
     sequence_length: int = 0
     sequence_delim: str = ""
     sequence_pk: str = ""
+    # For a sequence sub-feature: the item column its expression names
+    # (`item:cate_id` -> "cate_id"), which online joins read by sequence_pk.
+    item_column: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -115,6 +118,7 @@ def _spec_from_proto(
         sequence_length=sequence.sequence_length,
         sequence_delim=sequence.sequence_delim,
         sequence_pk=sequence.sequence_pk,
+        item_column=column,
         **common,
     )
 

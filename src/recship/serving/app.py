@@ -9,13 +9,17 @@ Routes:
 | `GET /health`                 | liveness: 200 while the process serves        |
 | `GET /ready`                  | readiness: 200 once `ranker.ready`, else 503  |
 | `GET /openapi.json`           | the JSON API's OpenAPI 3 document             |
+| `GET /metrics`                | Prometheus metrics (with `operations`)        |
 
 Decoding, ranking and encoding run together on the bounded pool of
 `AdmissionGate`; the event loop only moves bytes.
 """
 
+import inspect
 import json
 import logging
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from recship.errors import ServingError
 from recship.serving.admission import AdmissionGate
 from recship.serving.openapi import build_openapi_schema
+from recship.serving.operations import Operations, RequestTrace
 from recship.serving.protocol_json import (
     MAX_REQUEST_ID_CHARS,
     decode_json_request,
@@ -62,6 +67,7 @@ def build_app(
     max_body_bytes: int = 8 << 20,
     worker_threads: int = 4,
     max_queue_size: int = 64,
+    operations: Operations | None = None,
 ) -> Starlette:
     """Builds the server's ASGI app around a ranker.
 
@@ -73,13 +79,19 @@ def build_app(
         worker_threads: requests ranked at once.
         max_queue_size: admitted requests that may wait for a thread; beyond
             that, 503 at once.
+        operations: signing, metrics, request logs and warm-up; readiness
+            waits for its warm-up, and `/metrics` is served when it has
+            metrics.
 
     Returns:
         The app. `app.state.admission` is its `AdmissionGate`, whose threads
         stop when the app's lifespan ends.
     """
     gate = AdmissionGate(worker_threads, max_queue_size)
+    operations = operations or Operations()
+    operations.queue_depth = lambda: gate.in_flight
     endpoints = _Endpoints(ranker, service_name, max_body_bytes, gate)
+    endpoints.operations = operations
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -89,8 +101,10 @@ def build_app(
             worker_threads,
             max_queue_size,
         )
+        operations.start()
         yield
         gate.shutdown()
+        operations.close()
 
     routes = [
         Route("/api/predict/{service}", endpoints.predict_pb, methods=["POST"]),
@@ -98,6 +112,7 @@ def build_app(
         Route("/health", endpoints.health, methods=["GET"]),
         Route("/ready", endpoints.ready, methods=["GET"]),
         Route("/openapi.json", endpoints.openapi, methods=["GET"]),
+        Route("/metrics", endpoints.metrics, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
@@ -105,6 +120,7 @@ def build_app(
         lifespan=lifespan,
     )
     app.state.admission = gate
+    app.state.operations = operations
     return app
 
 
@@ -123,6 +139,10 @@ class _Endpoints:
         self.max_body_bytes = max_body_bytes
         self.gate = gate
         self.openapi_body = json.dumps(build_openapi_schema(service_name)).encode()
+        self.operations = Operations()
+        # Rankers that accept `timings` report their stages (features, fg,
+        # model); others are timed as one `rank` stage.
+        self.rank_takes_timings = "timings" in inspect.signature(ranker.rank).parameters
 
     async def predict_pb(self, request: Request) -> Response:
         """`POST /api/predict/{service}`: PBRequest in, PBResponse out.
@@ -139,27 +159,35 @@ class _Endpoints:
                 status_code=404,
             )
 
+        trace = RequestTrace(request_id, "pb")
+        body = b""
         try:
             body = await _read_body(request, self.max_body_bytes)
-            payload = await self.gate.run(self._score_pb, body, request_id)
+            self._authenticate(request, body)
+            payload = await self.gate.run(self._score_pb, body, trace)
         except Exception as err:
             status, message = _describe_failure(err, request_id)
+            self.operations.finish(trace, status, body, message)
             return PlainTextResponse(message, status_code=status)
+        self.operations.finish(trace, 200, body)
         return Response(payload, media_type="application/octet-stream")
 
     async def rank_json(self, request: Request) -> Response:
         """`POST /v1/rank`: the JSON API."""
         request_id = request.state.request_id
+        trace = RequestTrace(request_id, "json")
+        body = b""
         try:
             body = await _read_body(request, self.max_body_bytes)
-            payload, request_id = await self.gate.run(
-                self._score_json, body, request_id
-            )
+            self._authenticate(request, body)
+            payload, request_id = await self.gate.run(self._score_json, body, trace)
         except Exception as err:
             status, message = _describe_failure(err, request_id)
+            self.operations.finish(trace, status, body, message)
             return JSONResponse(
                 {"error": message, "request_id": request_id}, status_code=status
             )
+        self.operations.finish(trace, 200, body)
         return Response(
             payload,
             media_type="application/json",
@@ -168,33 +196,74 @@ class _Endpoints:
 
     async def health(self, request: Request) -> Response:
         """`GET /health`: 200 while the process serves requests."""
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "pid": os.getpid()})
 
     async def ready(self, request: Request) -> Response:
         """`GET /ready`: 200 once the ranker is ready, 503 before."""
         is_ready = bool(getattr(self.ranker, "ready", False))
+        is_ready = is_ready and self.operations.warmed
         return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
     async def openapi(self, request: Request) -> Response:
         """`GET /openapi.json`: the JSON API's schema."""
         return Response(self.openapi_body, media_type="application/json")
 
-    def _score_pb(self, body: bytes, request_id: str) -> bytes:
-        """Pool thread: decode a PBRequest, rank it, encode the PBResponse."""
-        rank_request = decode_pb_request(body)
-        rank_request.request_id = request_id
-        return encode_pb_response(self.ranker.rank(rank_request))
+    async def metrics(self, request: Request) -> Response:
+        """`GET /metrics`: Prometheus text exposition of this process."""
+        if self.operations.metrics is None:
+            return PlainTextResponse("metrics are not enabled", status_code=404)
+        body, content_type = self.operations.metrics.render()
+        return Response(body, headers={"Content-Type": content_type})
 
-    def _score_json(self, body: bytes, request_id: str) -> tuple[bytes, str]:
+    def _authenticate(self, request: Request, body: bytes) -> None:
+        """Checks the request's signature when the service has a token."""
+        self.operations.authenticate(
+            request.method, request.url.path, request.headers, body
+        )
+
+    def _rank(self, rank_request: RankRequest, trace: RequestTrace) -> RankResponse:
+        """Pool thread: ranks, recording the ranker's stages in `trace`."""
+        trace.items = len(rank_request.item_ids)
+        self.operations.begin()
+        started = time.perf_counter()
+        if self.rank_takes_timings:
+            response = self.ranker.rank(rank_request, timings=trace.stages)
+        else:
+            response = self.ranker.rank(rank_request)
+            trace.stages["rank"] = time.perf_counter() - started
+        trace.model_version = response.model_version
+        return response
+
+    def _score_pb(self, body: bytes, trace: RequestTrace) -> bytes:
+        """Pool thread: decode a PBRequest, rank it, encode the PBResponse."""
+        started = time.perf_counter()
+        rank_request = decode_pb_request(body)
+        rank_request.request_id = trace.request_id
+        trace.stages["parse"] = time.perf_counter() - started
+
+        response = self._rank(rank_request, trace)
+
+        started = time.perf_counter()
+        payload = encode_pb_response(response)
+        trace.stages["respond"] = time.perf_counter() - started
+        return payload
+
+    def _score_json(self, body: bytes, trace: RequestTrace) -> tuple[bytes, str]:
         """Pool thread: decode JSON, rank it, encode JSON; the request's own
         id, when it sends one, replaces the header's."""
+        started = time.perf_counter()
         rank_request = decode_json_request(body)
         if rank_request.request_id is None:
-            rank_request.request_id = request_id
-        response = self.ranker.rank(rank_request)
-        return encode_json_response(response, rank_request.request_id), (
-            rank_request.request_id
-        )
+            rank_request.request_id = trace.request_id
+        trace.request_id = rank_request.request_id
+        trace.stages["parse"] = time.perf_counter() - started
+
+        response = self._rank(rank_request, trace)
+
+        started = time.perf_counter()
+        payload = encode_json_response(response, rank_request.request_id)
+        trace.stages["respond"] = time.perf_counter() - started
+        return payload, rank_request.request_id
 
 
 class RequestIdMiddleware:

@@ -37,7 +37,8 @@ class ItemStore:
         self._rows = {
             item_id: row for row, item_id in enumerate(ids) if item_id is not None
         }
-        logger.info(
+        # NOTE: debug, not info: the item cache builds one at every refresh.
+        logger.debug(
             "item store: %d items, %d columns", len(self._rows), table.num_columns
         )
 
@@ -58,7 +59,11 @@ class ItemStore:
             found: bool [N], True where the id is in the store;
             rows: the found items' rows, in request order.
         """
-        rows = [self._rows.get(item_id, -1) for item_id in item_ids]
-        indices = np.asarray(rows, dtype=np.int64)
+        indices = self.positions(item_ids)
         found = indices >= 0
         return found, self.table.take(pa.array(indices[found]))
+
+    def positions(self, item_ids: list[str]) -> np.ndarray:
+        """Row of every id in `table`, int64 [N]; -1 where the id is absent."""
+        rows = [self._rows.get(item_id, -1) for item_id in item_ids]
+        return np.asarray(rows, dtype=np.int64)

@@ -96,6 +96,19 @@ _RANK_REQUEST = {
             "minLength": 1,
             "description": "Echoed in the response; the server makes one if absent.",
         },
+        "fg_mode": {
+            "type": "string",
+            "enum": ["normal", "bypass"],
+            "default": "normal",
+            "description": "bypass: the request carries model inputs; FG is "
+            "skipped (docs/serving.md).",
+        },
+        "generated_features": {
+            "type": "object",
+            "additionalProperties": {"type": "array"},
+            "description": "With bypass: model input name (`f.values`, "
+            "`f.lengths`) to its FG output over the items.",
+        },
     },
 }
 

@@ -14,6 +14,10 @@ import numpy as np
 from recship.errors import BadRequestError, ServingError
 from recship.serving.request import RankRequest, RankResponse, RawValue
 
+# How a request's features are made: by the server's FG, or already by the
+# caller (see `serving/bypass.py`).
+FG_MODES = ("normal", "bypass")
+
 # Highest debug level: 0 scores only, 1 generated features, 2 raw ones too.
 MAX_DEBUG_LEVEL = 2
 
@@ -51,6 +55,17 @@ def check_rank_request(request: RankRequest) -> RankRequest:
                 f"item_ids has {num_items}; send one value per item, or one "
                 "value for all items"
             )
+
+    if request.fg_mode not in FG_MODES:
+        raise BadRequestError(
+            f"fg_mode is {request.fg_mode!r}; use 'normal' (the server runs FG) "
+            "or 'bypass' (the request carries generated features)"
+        )
+    if request.generated_features and request.fg_mode != "bypass":
+        raise BadRequestError(
+            "generated_features needs fg_mode 'bypass'; in normal mode send "
+            "raw features"
+        )
 
     if not 0 <= request.debug_level <= MAX_DEBUG_LEVEL:
         raise BadRequestError(

@@ -44,6 +44,8 @@ REQUEST_FIELDS = (
     "debug_level",
     "meta_data",
     "request_id",
+    "fg_mode",
+    "generated_features",
 )
 
 # Request ids travel in headers and logs: keep them short and printable.
@@ -100,6 +102,8 @@ def decode_json_request(body: bytes) -> RankRequest:
         debug_level=_debug_level(document.get("debug_level", 0)),
         meta_data=_meta_data(_object(document, "meta_data")),
         request_id=_request_id(document.get("request_id")),
+        fg_mode=_fg_mode(document.get("fg_mode", "normal")),
+        generated_features=_generated_features(document),
     )
     return check_rank_request(request)
 
@@ -117,6 +121,13 @@ def encode_json_request(request: RankRequest) -> bytes:
     }
     if request.request_id is not None:
         document["request_id"] = request.request_id
+    if request.fg_mode != "normal":
+        document["fg_mode"] = request.fg_mode
+    if request.generated_features:
+        document["generated_features"] = {
+            name: np.asarray(values).tolist()
+            for name, values in request.generated_features.items()
+        }
     return json.dumps(document, allow_nan=False).encode()
 
 
@@ -271,6 +282,29 @@ def _debug_level(value: Any) -> int:
             f"debug_level is {describe_value(value)}; send an integer 0, 1 or 2"
         )
     return value
+
+
+def _fg_mode(value: Any) -> str:
+    """Reads fg_mode, a string (checked by check_rank_request)."""
+    if type(value) is not str:
+        raise BadRequestError(
+            f"fg_mode is {describe_value(value)}; send 'normal' or 'bypass'"
+        )
+    return value
+
+
+def _generated_features(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Reads generated_features: input name to a list of numbers or of rows
+    of numbers (kinds and ranges are checked by `serving/bypass.py`)."""
+    generated = _object(document, "generated_features")
+    for name, values in generated.items():
+        where = f"generated_features[{name!r}]"
+        if type(values) is not list:
+            raise BadRequestError(
+                f"{where} is {describe_value(values)}; send a list of numbers"
+            )
+        _check_value(values, where)
+    return generated
 
 
 def _meta_data(values: dict[str, Any]) -> dict[str, str]:

@@ -38,6 +38,10 @@ from recship.serving.request import RankRequest, RankResponse, RawValue
 FEATURE_SEPARATOR = "\x02"
 NAME_VALUE_SEPARATOR = ":"
 
+# PBRequest has no fg_mode field: `meta_data["fg_mode"] = "bypass"` asks the
+# server to skip FG (see serving/bypass.py).
+FG_MODE_KEY = "fg_mode"
+
 _SCALAR_KINDS = frozenset(
     {"int_feature", "long_feature", "string_feature", "float_feature", "double_feature"}
 )
@@ -93,6 +97,7 @@ def decode_pb_request(body: bytes) -> RankRequest:
         context_features=context_features,
         debug_level=message.debug_level,
         meta_data=dict(message.meta_data),
+        fg_mode=message.meta_data.get(FG_MODE_KEY, "normal"),
     )
     return check_rank_request(request)
 
@@ -113,10 +118,13 @@ def encode_pb_request(request: RankRequest) -> bytes:
         BadRequestError: a value has no `PBFeature` form (for example a bool,
             a mixed-type list, or an int beyond int64).
     """
+    meta_data = dict(request.meta_data)
+    if request.fg_mode != "normal":
+        meta_data[FG_MODE_KEY] = request.fg_mode
     message = processor_pb2.PBRequest(
         debug_level=request.debug_level,
         item_ids=request.item_ids,
-        meta_data=request.meta_data,
+        meta_data=meta_data,
     )
     for name, value in request.user_features.items():
         where = f"user_features[{name!r}]"

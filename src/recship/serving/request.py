@@ -30,6 +30,10 @@ class RankRequest:
         debug_level: 0 none, 1 return generated features, 2 also raw ones.
         meta_data: free-form string pairs passed through from the caller.
         request_id: an id for logs; the server makes one when absent.
+        fg_mode: "normal" (the server runs FG) or "bypass" (the request
+            carries model inputs; see `serving/bypass.py`).
+        generated_features: with bypass, model input name to its FG output
+            (`name.values`, `name.lengths`), the JSON API's flat form.
     """
 
     user_features: dict[str, RawValue] = field(default_factory=dict)
@@ -40,6 +44,8 @@ class RankRequest:
     debug_level: int = 0
     meta_data: dict[str, str] = field(default_factory=dict)
     request_id: str | None = None
+    fg_mode: str = "normal"
+    generated_features: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

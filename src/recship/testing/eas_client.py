@@ -17,7 +17,8 @@ DOUBLE, str: STRING, lists of those: LIST<...>, list of lists: LIST<LIST<FLOAT>>
      "item_ids": ["i1", "i2"],
      "context_features": {"hour": [13, 14]},
      "item_features": {"price": [9.5, 3.0]},
-     "meta_data": {"scene": "home"}, "debug_level": 0, "timeout_ms": 5000}
+     "meta_data": {"scene": "home"}, "debug_level": 0, "timeout_ms": 5000,
+     "token": "optional service token: the SDK then signs the request"}
 
 The last line on stdout is one JSON object: on success
 `{"item_ids": [...], "outputs": {name: [values]}, "shapes": {name: [dims]},
@@ -58,6 +59,8 @@ def main(argv: list[str]) -> int:
     client.set_timeout(int(spec.get("timeout_ms", 5000)))
     # One try: the SDK's retries of 500s would hide the first answer.
     client.set_retry_count(1)
+    if spec.get("token"):
+        client.set_token(spec["token"])
     client.init()
     try:
         response = client.predict(request)

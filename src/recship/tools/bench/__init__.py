@@ -1,0 +1,1 @@
+"""Benchmarks: `recship bench serve` (serving against TorchServe)."""
