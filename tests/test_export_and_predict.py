@@ -18,7 +18,8 @@ from recship.predict.predictor import PredictOptions, predict
 from recship.training.checkpoint import load_checkpoint
 
 EXPECTED_FILES = {
-    "scripted_model.pt", "pipeline.config", "fg.json", "model_acc.json", "MANIFEST.json",
+    "scripted_model.pt", "pipeline.config", "fg.json", "model_acc.json",
+    "MANIFEST.json",
 }  # fmt: skip
 
 

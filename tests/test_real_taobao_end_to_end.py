@@ -56,7 +56,8 @@ def chain(tmp_path_factory):
         "--export_dir", f"{root}/export",
     )  # fmt: skip
     recship(
-        "predict", "--scripted_model_path", f"{root}/export", "--predict_input_path", rows,
+        "predict", "--scripted_model_path", f"{root}/export",
+        "--predict_input_path", rows,
         "--predict_output_path", f"{root}/predict", "--no_progress",
         "--reserved_columns", "user_id,adgroup_id,pid,clk",
     )  # fmt: skip

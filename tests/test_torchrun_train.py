@@ -30,5 +30,7 @@ def test_two_ranks_train_disjoint_shards_and_rank0_checkpoints(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     # 1200 train rows, 600 per rank, batches of 128: 5 steps on each rank.
     assert done.stdout.count("trained to step 5") == 2
-    assert [p.name for p in list_checkpoints(world.config.model_dir)] == ["model.ckpt-5"]
+    assert [p.name for p in list_checkpoints(world.config.model_dir)] == [
+        "model.ckpt-5"
+    ]
     assert (Path(world.config.model_dir) / "eval_result.txt").is_file()

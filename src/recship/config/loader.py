@@ -39,7 +39,8 @@ def parse_pipeline_config(text: str, source: str = "<string>") -> PipelineConfig
             text_format.Parse(text, config)
     except (text_format.ParseError, json_format.ParseError) as exc:
         raise ConfigError(
-            f"{source}: {str(exc).rstrip('.')}. Check the field name and its value against "
+            f"{source}: {str(exc).rstrip('.')}. Check the field name and its "
+            "value against "
             "docs/config.md; recship rejects fields it does not support."
         ) from exc
     except json.JSONDecodeError as exc:

@@ -55,7 +55,11 @@ def test_text_round_trip_is_lossless():
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('feature_names: "pid"\n', 'feature_names: "no_such"\n', "'no_such' is not a feature"),
+        (
+            'feature_names: "pid"\n',
+            'feature_names: "no_such"\n',
+            "'no_such' is not a feature",
+        ),
         ("dataset_type: ParquetDataset", "dataset_type: OdpsDataset", "OdpsDataset"),
         ('expression: "user:user_id"', 'expression: "user_id"', "expression 'user_id'"),
         ('input: "seq"', 'input: "nope"', "tower input 'nope'"),

@@ -100,7 +100,8 @@ def test_dense_raw_values_with_defaults_and_wrong_dims():
 def _sequence(name, **options):
     return _id(
         name=f"seq__{name}", column=f"seq__{name}", sequence_name="seq",
-        sequence_delim="|", sequence_length=3, num_buckets=100, embedding_dim=4, **options,
+        sequence_delim="|", sequence_length=3, num_buckets=100, embedding_dim=4,
+        **options,
     )  # fmt: skip
 
 

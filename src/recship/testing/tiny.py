@@ -56,11 +56,14 @@ def tiny_config_text(
         f"feature_configs {{ {_id_feature(n, 'item', s, dim)} }}" for n, s in _ITEM_IDS
     ]
     features.append(
-        "feature_configs { raw_feature { feature_name: \"price\" "
-        f'expression: "item:price" boundaries: [10, 50, 100, 500] embedding_dim: {dim} }} }}'
+        'feature_configs { raw_feature { feature_name: "price" '
+        'expression: "item:price" boundaries: [10, 50, 100, 500] '
+        f"embedding_dim: {dim} }} }}"
     )
     features.append(
-        f"feature_configs {{ {_id_feature('pid', 'context', 'hash_bucket_size: 20', dim)} }}"
+        "feature_configs { "
+        + _id_feature("pid", "context", "hash_bucket_size: 20", dim)
+        + " }"
     )
     sub = " ".join(
         f"features {{ {_id_feature(n, 'item', s, dim)} }}" for n, s in _SEQUENCE
@@ -71,11 +74,13 @@ def tiny_config_text(
         f'sequence_length: 50 sequence_delim: "|" {pk}{sub} }} }}'
     )
     deep = [n for n, _ in _USER_IDS + _ITEM_IDS] + ["price", "pid"]
-    seq = ["adgroup_id", "cate_id", "brand"] + [f"click_50_seq__{n}" for n, _ in _SEQUENCE]
+    seq = ["adgroup_id", "cate_id", "brand"] + [
+        f"click_50_seq__{n}" for n, _ in _SEQUENCE
+    ]
     names = lambda group: " ".join(f'feature_names: "{n}"' for n in group)  # noqa: E731
     return f"""
-train_input_path: "{data_dir / 'train.parquet'}"
-eval_input_path: "{data_dir / 'eval.parquet'}"
+train_input_path: "{data_dir / "train.parquet"}"
+eval_input_path: "{data_dir / "eval.parquet"}"
 model_dir: "{model_dir}"
 train_config {{
   sparse_optimizer {{ adagrad_optimizer {{ lr: 0.05 }} constant_learning_rate {{}} }}
@@ -128,11 +133,17 @@ def build_tiny_world(
     text = tiny_config_text(root / "data", root / "model", sequence_pk=sequence_pk)
     config_path = root / "pipeline.config"
     config_path.write_text(text)
-    return TinyWorld(root, data, parse_pipeline_config(text, str(config_path)), config_path)
+    return TinyWorld(
+        root, data, parse_pipeline_config(text, str(config_path)), config_path
+    )
 
 
 def build_tiny_export(
-    root: str | Path, *, quant: str = "INT8", num_rows: int = 3000, sequence_pk: str = ""
+    root: str | Path,
+    *,
+    quant: str = "INT8",
+    num_rows: int = 3000,
+    sequence_pk: str = "",
 ) -> tuple[TinyWorld, Path]:
     """Tiny data, trained for one epoch, exported with `quant` embeddings."""
     from recship.export.exporter import ExportOptions, export_model
@@ -142,6 +153,8 @@ def build_tiny_export(
     train_and_evaluate(world.config, progress=False)
     export_dir = Path(root) / "export"
     export_model(
-        world.config, export_dir, options=ExportOptions(quant_emb=quant, quant_ec_emb=quant)
+        world.config,
+        export_dir,
+        options=ExportOptions(quant_emb=quant, quant_ec_emb=quant),
     )
     return world, export_dir
