@@ -1,7 +1,6 @@
 """Offline predict: every option, from an export and from a checkpoint, torchrun."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from recship.errors import ConfigError
 from recship.features.fg import FeatureGenerator, generate_tensors
 from recship.models.builder import build_model, model_feature_specs
 from recship.predict.predictor import PredictOptions, predict
+from recship.serving.server import free_loopback_port
 from recship.training.checkpoint import load_checkpoint
 
 RESERVED = ["user_id", "adgroup_id", "clk"]
@@ -25,12 +25,6 @@ def _options(**overrides) -> PredictOptions:
     values = dict(reserved_columns=RESERVED, batch_size=97, progress=False)
     values.update(overrides)
     return PredictOptions(**values)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_threads_keep_input_order_and_values(tiny_export, tmp_path):
@@ -126,7 +120,7 @@ def _torchrun(args: list[str], nproc: int, timeout: float = 240):
         str(torchrun),
         f"--nproc-per-node={nproc}",
         "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        f"--master_port={free_loopback_port()}",
         "-m",
         "recship.cli.main",
         *args,

@@ -1,18 +1,12 @@
 """Training launched by torchrun with two ranks (gloo, DDP) on loopback."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from recship.serving.server import free_loopback_port
 from recship.testing.tiny import build_tiny_world
 from recship.training.checkpoint import list_checkpoints
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_ranks_train_disjoint_shards_and_rank0_checkpoints(tmp_path):
@@ -21,7 +15,7 @@ def test_two_ranks_train_disjoint_shards_and_rank0_checkpoints(tmp_path):
     done = subprocess.run(
         [
             str(torchrun), "--nproc-per-node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(_free_port()),
+            "--master_port", str(free_loopback_port()),
             "-m", "recship.cli.main", "--log_level", "WARNING", "train",
             "--pipeline_config_path", str(world.config_path), "--no_progress",
         ],

@@ -20,6 +20,17 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 
 
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago.
+
+    For starting a child server (or a test peer) on a port chosen in advance;
+    another process could take it in between, which tests accept.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_server(app: ASGIApp, host: str = DEFAULT_HOST, port: int = 8080) -> None:
     """Serves `app` until interrupted (blocking).
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from recship.errors import ServingError
+from recship.serving.server import free_loopback_port
 
 INSTALL_HINT = (
     "redis-server is not installed; the feature store tests need a real one. "
@@ -40,12 +41,6 @@ def require_redis_server() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class RedisServer:
     """One redis-server process bound to 127.0.0.1.
 
@@ -59,7 +54,7 @@ class RedisServer:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.startup_timeout_s = startup_timeout_s
-        self.port = _free_port()
+        self.port = free_loopback_port()
         self._process: subprocess.Popen | None = None
 
     @property

@@ -1,10 +1,11 @@
 """A local S3-compatible server (moto) on loopback, for storage tests."""
 
 import contextlib
-import socket
 from collections.abc import Iterator
 
 from moto.server import ThreadedMotoServer
+
+from recship.serving.server import free_loopback_port
 
 # Dummy credentials: moto accepts any; they must never be real ones.
 S3_TEST_ENV = {
@@ -14,16 +15,10 @@ S3_TEST_ENV = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def moto_s3_server() -> Iterator[str]:
     """Run moto on 127.0.0.1 and yield its endpoint URL; stop it after."""
-    port = _free_port()
+    port = free_loopback_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from recship.features.fg import FeatureGenerator
 from recship.features.spec import specs_from_fg_json
 from recship.predict.predictor import PredictOptions, predict
 from recship.serving.request import RankRequest
+from recship.serving.server import free_loopback_port
 from recship.tools.consistency import compare_scores, request_rows
 from recship.tools.taobao_real import convert_fuxictr_sample
 from recship.training.trainer import train_and_evaluate
@@ -118,16 +118,10 @@ def _build_request(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_server(
     export_dir: str, items_path: str, log_path: Path
 ) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_loopback_port()
     command = [
         sys.executable, "-m", "recship.cli.main", "serve",
         "--scripted_model_path", export_dir,

@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 
 from recship.data.taobao import ITEM_ID
 from recship.errors import RecshipError
+from recship.serving.server import free_loopback_port
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _process_tree(root: int) -> list[int]:
@@ -116,7 +110,7 @@ def start_recship(
     extra_args: list[str] | None = None,
 ) -> ServerProcess:
     """`recship serve` in a subprocess; returns once `/ready` answers 200."""
-    port = free_port()
+    port = free_loopback_port()
     log_path = workdir / "recship-serve.log"
     command = [
         sys.executable, "-m", "recship.cli.main", "serve",
@@ -196,7 +190,9 @@ def start_torchserve(
     store = home / "model-store"
     store.mkdir(parents=True)
     _write_mar(home, store, export_dir, items_path)
-    ports = {name: free_port() for name in ("inference", "management", "metrics")}
+    ports = {
+        name: free_loopback_port() for name in ("inference", "management", "metrics")
+    }
     (home / "config.properties").write_text(
         "\n".join(
             [
