@@ -11,8 +11,16 @@ An artifact with AOT holds, beside the plain `scripted_model.pt`:
     aot/sparse_model.pt   TorchScript: inputs -> {group: [B, D], seq: [B, T, D]}
     aot/dense_model.pt2   AOTInductor package: that dict -> model outputs
 
-Export benchmarks both paths on the same rows and keeps the AOT files only
-when they are faster (`model_acc.json` records the ratio either way).
+A tiled model (INPUT_TILE, `recship.models.tiling`) splits the same way,
+with its own two parts (`recship.models.tiled_split`): mode 2 expands the
+user side before the lookups, in the sparse part; mode 3 hands the user side
+over once (U rows) and the compiled dense part expands it and runs the split
+DIN attention. Both accept the user side with batch 1 (a rank request) or B
+(offline predict), as the tiled TorchScript model does.
+
+Export benchmarks both paths on the same rows (one request, user side once
+when tiled) and keeps the AOT files only when they are faster
+(`model_acc.json` records the ratio either way).
 """
 
 import copy
@@ -28,6 +36,14 @@ import torch
 from torch import nn
 
 from recship.errors import ExportError
+from recship.models.tiled_split import (
+    ROWS_KEY,
+    ExpandedLookups,
+    TiledDense,
+    TiledLookups,
+    user_side_keys,
+)
+from recship.models.tiling import TiledMultiTowerDIN
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +85,34 @@ def split_dense(model: nn.Module) -> nn.Module:
     return dense
 
 
-def _dynamic_shapes(grouped: Inputs) -> dict[str, dict[int, torch.export.Dim]]:
+def split_model(model: nn.Module) -> tuple[nn.Module, nn.Module, list[str]]:
+    """The sparse part, the dense part, and the dense inputs with U rows.
+
+    Args:
+        model: the quantized model, tiled (`TiledMultiTowerDIN`) or not.
+
+    Returns:
+        (sparse, dense, user_keys): `dense(sparse(inputs))` scores like
+        `model(inputs)`; `user_keys` name the sparse outputs whose first
+        dimension is U (user rows), not B.
+    """
+    if isinstance(model, TiledMultiTowerDIN):
+        if model.mode == 2:
+            return ExpandedLookups(model), split_dense(model.model), []
+        return TiledLookups(model), TiledDense(model), user_side_keys(model)
+    dense = split_dense(model)
+    return model.embedding, dense, []
+
+
+def _dynamic_shapes(
+    grouped: Inputs, user_keys: list[str]
+) -> dict[str, dict[int, torch.export.Dim]]:
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    users = torch.export.Dim("users", min=1, max=1 << 20)
     steps: dict[str, torch.export.Dim] = {}
     shapes = {}
     for name, tensor in grouped.items():
-        dims = {0: batch}
+        dims = {0: users if name in user_keys else batch}
         if tensor.dim() == 3:
             group = name.rsplit(".", 1)[0]
             safe = "".join(c if c.isalnum() else "_" for c in group)
@@ -84,13 +122,20 @@ def _dynamic_shapes(grouped: Inputs) -> dict[str, dict[int, torch.export.Dim]]:
     return shapes
 
 
-def compile_dense(dense: nn.Module, grouped: Inputs, package_path: Path) -> None:
+def compile_dense(
+    dense: nn.Module,
+    grouped: Inputs,
+    package_path: Path,
+    user_keys: list[str] | None = None,
+) -> None:
     """`torch.export` the dense part on `grouped` and AOT-compile it.
 
     Args:
-        dense: from `split_dense`.
-        grouped: sample lookups, B >= 2 rows ([B, D] and [B, T, D] tensors).
+        dense: from `split_dense` or `split_model`.
+        grouped: sample lookups, B >= 2 rows ([B, D] and [B, T, D] tensors);
+            the `user_keys` tensors with U >= 2 rows, U != B.
         package_path: the `.pt2` file to write.
+        user_keys: inputs whose first dimension is U, dynamic apart from B.
 
     Raises:
         ExportError: export or compilation failed; the message has the cause.
@@ -102,7 +147,9 @@ def compile_dense(dense: nn.Module, grouped: Inputs, package_path: Path) -> None
             # while packaging; it concerns torch internals, not this model.
             warnings.simplefilter("ignore", FutureWarning)
             program = torch.export.export(
-                dense, (grouped,), dynamic_shapes=(_dynamic_shapes(grouped),)
+                dense,
+                (grouped,),
+                dynamic_shapes=(_dynamic_shapes(grouped, user_keys or []),),
             )
             torch._inductor.aoti_compile_and_package(
                 program, package_path=str(package_path)
@@ -121,6 +168,17 @@ def load_dense(package_path: Path) -> Callable[[Inputs], Inputs]:
     return load_package(str(package_path), num_runners=NUM_RUNNERS)
 
 
+def dense_inputs(grouped: Inputs) -> Inputs:
+    """The sparse part's outputs as the compiled dense part must get them.
+
+    NOTE: the compiled code indexes its inputs with the strides it was
+    traced on and does not check them; a pooled lookup can come out as a
+    strided view (a column block of TorchRec's KeyedTensor), so every input
+    is made contiguous, at trace time and at call time alike.
+    """
+    return {name: tensor.contiguous() for name, tensor in grouped.items()}
+
+
 class AotModel:
     """The TorchScript sparse part followed by the AOT-compiled dense part.
 
@@ -134,7 +192,7 @@ class AotModel:
         self.dense = dense
 
     def __call__(self, inputs: Inputs) -> Inputs:
-        return self.dense(self.sparse(inputs))
+        return self.dense(dense_inputs(self.sparse(inputs)))
 
     def eval(self) -> "AotModel":
         self.sparse.eval()
@@ -199,12 +257,35 @@ def bench_aot(
     )
 
 
+def _compile_example(grouped: Inputs, user_keys: list[str]) -> Inputs:
+    # torch.export fixes a size seen as 1, and may tie two sizes seen equal, so
+    # the user side is traced with U = 2 rows, apart from B.
+    if not user_keys:
+        return grouped
+    batch = int(grouped[ROWS_KEY].shape[0])
+    if batch < 3:
+        raise ExportError(
+            f"AOT of a tiled model needs at least 3 sample rows, got {batch}; "
+            "raise aot_bench_rows"
+        )
+    example = dict(grouped)
+    for key in user_keys:
+        example[key] = grouped[key][:2].contiguous()
+    example[ROWS_KEY] = torch.arange(batch) % 2
+    return example
+
+
+def _max_diff(want: Inputs, got: Inputs) -> float:
+    return max(float((got[k] - want[k]).abs().max()) for k in want)
+
+
 def build_aot(
     export_dir: Path,
-    quantized: nn.Module,
+    model: nn.Module,
     scripted: torch.jit.ScriptModule,
     inputs: Inputs,
     *,
+    request_inputs: Inputs | None = None,
     keep_slower: bool = False,
     rounds: int = 5,
 ) -> dict:
@@ -212,9 +293,14 @@ def build_aot(
 
     Args:
         export_dir: the (staging) export directory.
-        quantized: the quantized eager model `scripted` was made from.
+        model: the quantized eager model `scripted` was made from, tiled
+            (`TiledMultiTowerDIN`) or not.
         scripted: the plain TorchScript model, the reference.
-        inputs: FG output of one request's rows (B >= 2).
+        inputs: FG output of one request's rows (B >= 3), user side on every
+            row.
+        request_inputs: for a tiled model, the same rows with the user side
+            once, as the server sends them; checked too, and benchmarked
+            instead of `inputs`.
         keep_slower: keep the AOT files even where they are not faster.
         rounds: benchmark rounds.
 
@@ -227,24 +313,26 @@ def build_aot(
     # Script the sparse part and compile the dense part on its output.
     from torchrec.fx import symbolic_trace
 
-    sparse = torch.jit.script(symbolic_trace(quantized.embedding))
+    sparse_module, dense, user_keys = split_model(model)
+    sparse = torch.jit.script(symbolic_trace(sparse_module))
     (export_dir / AOT_DIR).mkdir(exist_ok=True)
     sparse.save(str(export_dir / SPARSE_FILE))
     with torch.no_grad():
-        grouped = sparse(inputs)
-        compile_dense(split_dense(quantized), grouped, export_dir / DENSE_FILE)
+        grouped = _compile_example(dense_inputs(sparse(inputs)), user_keys)
+        compile_dense(dense, grouped, export_dir / DENSE_FILE, user_keys)
 
-    # Same scores as the scripted model, then which is faster.
-    model = load_aot_model(export_dir)
+    # Same scores as the scripted model on every input form, then which is
+    # faster on one request.
+    aot_model = load_aot_model(export_dir)
+    forms = [inputs] if request_inputs is None else [inputs, request_inputs]
     with torch.no_grad():
-        want, got = scripted(inputs), model(inputs)
-    diff = max(float((got[k] - want[k]).abs().max()) for k in want)
+        diff = max(_max_diff(scripted(x), aot_model(x)) for x in forms)
+        rows = int(scripted(forms[-1])["probs"].shape[0])
     if diff > 1e-4:
         raise ExportError(
             f"the AOT-compiled model's outputs differ from TorchScript's by {diff:.2e}"
         )
-    batches = [inputs] * 10
-    bench = bench_aot(scripted, model, batches, rounds=rounds)
+    bench = bench_aot(scripted, aot_model, [forms[-1]] * 10, rounds=rounds)
     kept = keep_slower or bench.speedup > 1.0
     if not kept:
         for name in (SPARSE_FILE, DENSE_FILE):
@@ -254,7 +342,7 @@ def build_aot(
         "AOT model: %.3f ms vs TorchScript %.3f ms per %d-row call (x%.2f); %s",
         bench.aot_s * 1e3,
         bench.scripted_s * 1e3,
-        len(next(iter(grouped.values()))),
+        rows,
         bench.speedup,
         "kept" if kept else "dropped (not faster)",
     )
@@ -264,6 +352,7 @@ def build_aot(
         "speedup": round(bench.speedup, 4),
         "scripted_ms": round(bench.scripted_s * 1e3, 4),
         "aot_ms": round(bench.aot_s * 1e3, 4),
-        "bench_rows": int(len(next(iter(grouped.values())))),
+        "bench_rows": rows,
+        "bench_user_once": request_inputs is not None,
         "max_abs_diff": diff,
     }

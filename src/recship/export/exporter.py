@@ -29,7 +29,7 @@ from recship.errors import ExportError
 from recship.export import aot, artifact, storage
 from recship.export.best import select_checkpoint
 from recship.export.quantization import quantize_model, tolerance
-from recship.export.tiling import check_tiled_scores, tile_model
+from recship.export.tiling import check_tiled_scores, request_inputs, tile_model
 from recship.features.fg import FeatureGenerator, generate_tensors
 from recship.features.spec import specs_to_fg_json
 from recship.models.builder import build_model, model_feature_specs
@@ -156,12 +156,6 @@ def export_model(
             f"export runs in one process, but WORLD_SIZE is "
             f"{os.environ['WORLD_SIZE']}; launch `recship export` without torchrun"
         )
-    if options.input_tile and options.enable_aot:
-        # TODO(#4): compile the dense part of a tiled model with AOTInductor.
-        raise ExportError(
-            f"input_tile {options.input_tile} and enable_aot cannot be combined "
-            "yet; export with one of them"
-        )
     if storage.is_remote(export_dir):
         return _export_remote(config, str(export_dir), checkpoint, options)
     export_dir = Path(export_dir)
@@ -191,7 +185,8 @@ def export_model(
     try:
         with torch.no_grad():
             quantized = quantize_model(model, options.quant_emb, options.quant_ec_emb)
-            scripted = _script(tile_model(quantized, specs, options.input_tile))
+            tiled = tile_model(quantized, specs, options.input_tile)
+            scripted = _script(tiled)
         if options.input_tile:
             check_tiled_scores(quantized, scripted, generator, batch)
         scripted.save(str(staging / artifact.MODEL_FILE))
@@ -200,9 +195,12 @@ def export_model(
             bench = _sample_batch(config, generator, options, options.aot_bench_rows)
             aot_record = aot.build_aot(
                 staging,
-                quantized,
+                tiled,
                 scripted,
                 generate_tensors(generator, bench),
+                request_inputs=(
+                    request_inputs(generator, bench) if options.input_tile else None
+                ),
                 keep_slower=options.aot_keep_slower,
             )
         save_pipeline_config(config, staging / artifact.CONFIG_FILE)

@@ -81,6 +81,16 @@ class TiledFeatureGenerator:
         return inputs
 
 
+def request_inputs(
+    generator: FeatureGenerator, batch: pa.RecordBatch | pa.Table
+) -> dict[str, torch.Tensor]:
+    """Model inputs of `batch` as one request: user side [1] from the first
+    row, as the server sends a tiled model."""
+    columns = {name: batch.column(name) for name in batch.schema.names}
+    tiler = TiledFeatureGenerator(generator)
+    return to_tensors(tiler.generate(columns, batch.num_rows, missing_ok=False))
+
+
 def _first_cell(column: ArrayLike) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         column = column.chunk(0) if column.num_chunks else column.combine_chunks()
@@ -111,9 +121,7 @@ def check_tiled_scores(
     }
     with torch.no_grad():
         expected = untiled(to_tensors(generator.generate(same_user, batch.num_rows)))
-        got = tiled(
-            to_tensors(tiler.generate(columns, batch.num_rows, missing_ok=False))
-        )
+        got = tiled(request_inputs(generator, batch))
     diff = float((got["probs"] - expected["probs"]).abs().max())
     if not np.isfinite(diff) or diff > TILED_PROB_TOLERANCE:
         raise ExportError(

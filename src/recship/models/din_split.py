@@ -51,11 +51,18 @@ class SplitDINAttention(nn.Module):
         self.out_features = dim
 
     def forward(
-        self, query: torch.Tensor, sequence: torch.Tensor, lengths: torch.Tensor
+        self,
+        query: torch.Tensor,
+        sequence: torch.Tensor,
+        lengths: torch.Tensor,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pool `sequence` [U, T, D] by `query` [B, D]; `lengths` [U] -> [B, D].
 
-        U is 1 (one sequence shared by all B items) or B.
+        Without `rows`, U is 1 (one sequence shared by all B items, broadcast)
+        or B. With `rows` [B] (int64), item b reads sequence row `rows[b]`,
+        for any U: the form AOTInductor compiles, where U and B are separate
+        dynamic sizes that must not meet in a broadcast.
         """
         batch, dim = query.shape[0], query.shape[1]
         steps = sequence.shape[1]
@@ -65,6 +72,12 @@ class SplitDINAttention(nn.Module):
         # pair part [B * T, D] @ [D, H] added in one addmm.
         item_part = torch.matmul(query, self.item_weight) + self.bias
         sequence_part = torch.matmul(sequence, self.sequence_weight)
+        if rows is not None:
+            # The sequence part is still computed once per user row; only its
+            # sum with the item part is per item, as in the broadcast form.
+            sequence_part = sequence_part.index_select(0, rows)
+            sequence = sequence.index_select(0, rows)
+            lengths = lengths.index_select(0, rows)
         base = (item_part.unsqueeze(1) + sequence_part).reshape(batch * steps, hidden)
         pairs = (query.unsqueeze(1) * sequence).reshape(batch * steps, dim)
         first = torch.addmm(base, pairs, self.pair_weight)

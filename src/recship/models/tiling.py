@@ -21,7 +21,7 @@ from torchrec import JaggedTensor, KeyedJaggedTensor
 
 from recship.errors import ModelError
 from recship.models.din_split import SplitDINAttention
-from recship.models.embedding import _padded_length
+from recship.models.embedding import GroupSpec, _padded_length
 from recship.models.rank_model import MultiTowerDIN
 
 TILE_MODES = (0, 2, 3)
@@ -211,15 +211,27 @@ class TiledMultiTowerDIN(nn.Module):
                 query = _expand_rows(query[: _batch_size(lengths)], batch)
             queries.append(query)
         first = group.sequence_features[0].name
+        return self.split_din[name](
+            torch.cat(queries, dim=1),
+            self._din_sequence(group, inputs, jagged),
+            inputs[f"{first}.lengths"],
+        )
+
+    def _din_sequence(
+        self,
+        group: GroupSpec,
+        inputs: dict[str, torch.Tensor],
+        jagged: dict[str, JaggedTensor],
+    ) -> torch.Tensor:
+        """A SEQUENCE group's [U, T, D_s] sequence, looked up once per user row."""
+        first = group.sequence_features[0].name
         lengths = inputs[f"{first}.lengths"]
         steps = _sequence_steps(lengths, self.model.embedding._seq_caps[first])
         sequence = [
             _user_rows_dense(jagged[f.name].values(), lengths, steps)
             for f in group.sequence_features
         ]
-        return self.split_din[name](
-            torch.cat(queries, dim=1), torch.cat(sequence, dim=2), lengths
-        )
+        return torch.cat(sequence, dim=2)
 
     def _build_kjt(
         self, keys: list[str], inputs: dict[str, torch.Tensor], batch: int
