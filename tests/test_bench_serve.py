@@ -25,6 +25,7 @@ def _options(tiny_export, workdir, torchserve: bool) -> BenchOptions:
         concurrency=(1, 2),
         max_requests=6,
         max_seconds=10,
+        workers=1,
         worker_threads=1,
         torchserve=torchserve,
         say=lambda line: None,

@@ -231,6 +231,7 @@ def cmd_bench_serve(args: argparse.Namespace) -> None:
         checkpoint=args.checkpoint_path,
         max_requests=args.max_requests,
         max_seconds=args.max_seconds,
+        workers=args.workers,
         worker_threads=args.worker_threads,
         torch_threads=args.torch_threads,
         torchserve=not args.no_torchserve,
@@ -417,7 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serve.add_argument("--concurrency", default="1,4,16")
     bench_serve.add_argument("--max_requests", type=int, default=300)
     bench_serve.add_argument("--max_seconds", type=float, default=20.0)
-    bench_serve.add_argument("--worker_threads", type=int, default=2)
+    bench_serve.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="server processes of recship (--workers) and of TorchServe",
+    )
+    bench_serve.add_argument(
+        "--worker_threads", type=int, default=1, help="recship threads per process"
+    )
     bench_serve.add_argument("--torch_threads", type=int, default=1)
     bench_serve.add_argument(
         "--no_torchserve", action="store_true", help="bench recship only"

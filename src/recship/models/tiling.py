@@ -23,6 +23,7 @@ from recship.errors import ModelError
 from recship.models.din_split import SplitDINAttention
 from recship.models.embedding import GroupSpec, _padded_length
 from recship.models.rank_model import MultiTowerDIN
+from recship.models.tower_split import SplitTower
 
 TILE_MODES = (0, 2, 3)
 
@@ -120,6 +121,11 @@ class TiledMultiTowerDIN(nn.Module):
             if mode == 3
             else {}
         )
+        # DEEP towers over user and item features take the user part of
+        # their first layer once (`SplitTower`).
+        self.split_towers = nn.ModuleDict(
+            _split_towers(model, self._groups, user) if mode == 3 else {}
+        )
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Inputs as the untiled model's, user side with batch 1 or B."""
@@ -164,7 +170,9 @@ class TiledMultiTowerDIN(nn.Module):
 
         # Towers, with user-side parts expanded to B rows after pooling.
         hidden = [
-            self.model.towers[name](self._deep_group(name, inputs, pooled, batch))
+            self._split_tower(name, inputs, pooled)
+            if name in self.split_towers
+            else self.model.towers[name](self._deep_group(name, inputs, pooled, batch))
             for name in self.model._tower_inputs
         ]
         for name in self.model._din_inputs:
@@ -175,6 +183,25 @@ class TiledMultiTowerDIN(nn.Module):
             x = self.model.final(x)
         logits = self.model.output(x).squeeze(1)
         return {"logits": logits, "probs": torch.sigmoid(logits)}
+
+    def _split_tower(
+        self,
+        name: str,
+        inputs: dict[str, torch.Tensor],
+        pooled: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """A split DEEP tower's [B, D_out]: user parts [U, D_u] as looked up,
+        item parts [B, D_i]."""
+        user, item = [], []
+        for f in self._groups[name].features:
+            value = pooled[f.name] if f.is_sparse else inputs[f"{f.name}.values"]
+            if f.name in self._user:
+                if f.is_sparse:
+                    value = value[: _batch_size(inputs[f"{f.name}.lengths"])]
+                user.append(value)
+            else:
+                item.append(value)
+        return self.split_towers[name](torch.cat(user, dim=1), torch.cat(item, dim=1))
 
     def _deep_group(
         self,
@@ -248,3 +275,20 @@ class TiledMultiTowerDIN(nn.Module):
         return KeyedJaggedTensor.from_lengths_sync(
             keys=keys, values=values, lengths=lengths
         )
+
+
+def _split_towers(
+    model: MultiTowerDIN, groups: dict[str, GroupSpec], user: set[str]
+) -> dict[str, SplitTower]:
+    """`SplitTower`s of the DEEP towers whose group has features of both sides."""
+    towers = {}
+    for name in model._tower_inputs:
+        spans: dict[bool, list[tuple[int, int]]] = {True: [], False: []}
+        start = 0
+        for f in groups[name].features:
+            width = f.embedding_dim if f.is_sparse else f.value_dim
+            spans[f.name in user].append((start, start + width))
+            start += width
+        if spans[True] and spans[False]:
+            towers[name] = SplitTower(model.towers[name], spans[True], spans[False])
+    return towers

@@ -19,6 +19,7 @@ counts in `stats.refresh_errors`.
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,7 @@ class ItemCache:
         self._track_seen = store.rows_change_in_place
         self._seen: set[str] = set()
         self._seen_lock = threading.Lock()
+        self._derivations: dict[str, Callable[[pa.Table], Any]] = {}
 
         # Read the version first: a load that lands in between is read again.
         version = store.version(table)
@@ -137,6 +139,30 @@ class ItemCache:
             table = pa.table({id_column or "id": pa.array([], pa.string())})
             id_column = id_column or "id"
         return ItemStore(table, id_column)
+
+    def add_derivation(self, name: str, build: Callable[[pa.Table], Any]) -> None:
+        """Keeps `build(table)` in `ItemStore.derived[name]` of every item
+        table the cache holds: run now, and at every refresh before the new
+        items are swapped in, so a request never sees a stale one. A failing
+        `build` leaves the name out (logged); users must fall back."""
+        self._derivations[name] = build
+        self._derive(self._items)
+
+    def _derive(self, items: ItemStore) -> None:
+        for name, build in self._derivations.items():
+            try:
+                items.derived[name] = build(items.table)
+            except Exception:  # serve without it rather than stop refreshing
+                logger.exception("item cache: deriving %s failed", name)
+
+    def lookup_positions(self, item_ids: list[str]) -> tuple[ItemStore, np.ndarray]:
+        """The items held now and the row of every id in them (-1 where the
+        id is not cached), int64 [N]; one snapshot, safe across a refresh."""
+        items = self._items
+        if self._track_seen:
+            with self._seen_lock:
+                self._seen.update(item_ids)
+        return items, items.positions(item_ids)
 
     def lookup(self, item_ids: list[str]) -> tuple[np.ndarray, pa.Table]:
         """Rows of `item_ids` that are cached.
@@ -179,6 +205,7 @@ class ItemCache:
             return "none"
         if version != self.stats.version:
             items = self._build(self.store.read_all(self.table))
+            self._derive(items)
             self._items = items
             self.stats.version = version
             self.stats.add("full_reloads")
@@ -215,7 +242,9 @@ class ItemCache:
         if fresh.num_rows and current.table.num_rows:
             fresh = fresh.select(current.table.column_names).cast(current.table.schema)
         merged = pa.concat_tables([current.table.filter(pa.array(keep)), fresh])
-        self._items = ItemStore(merged, current.id_column)
+        items = ItemStore(merged, current.id_column)
+        self._derive(items)
+        self._items = items
         self.stats.add("row_refreshes")
         return "rows"
 

@@ -6,6 +6,7 @@ take the request's item ids as strings and return the rows of those found.
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +33,9 @@ class ItemStore:
             )
         self.table = table.combine_chunks()
         self.id_column = id_column
+        # What the server derives from the table once per load (e.g. the
+        # item-side model inputs, `item_inputs.py`), by name.
+        self.derived: dict[str, Any] = {}
         ids = self.table.column(id_column).cast(pa.string()).to_pylist()
         # Later rows win for duplicated ids, as a later write would.
         self._rows = {
@@ -62,6 +66,10 @@ class ItemStore:
         indices = self.positions(item_ids)
         found = indices >= 0
         return found, self.table.take(pa.array(indices[found]))
+
+    def lookup_positions(self, item_ids: list[str]) -> tuple["ItemStore", np.ndarray]:
+        """This store and the row of every id (-1 where absent), int64 [N]."""
+        return self, self.positions(item_ids)
 
     def positions(self, item_ids: list[str]) -> np.ndarray:
         """Row of every id in `table`, int64 [N]; -1 where the id is absent."""

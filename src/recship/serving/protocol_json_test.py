@@ -149,6 +149,33 @@ def test_encode_json_response_writes_scores_per_output() -> None:
     assert np.float32(document["outputs"]["probs"][0]) == np.float32(0.01)
 
 
+def test_encoded_float32_scores_are_shortest_and_parse_back_exactly() -> None:
+    # Probabilities, tiny and huge magnitudes, signed zeros, subnormals.
+    rng = np.random.default_rng(7)
+    scores = np.concatenate(
+        [
+            rng.random(5000, dtype=np.float32),
+            rng.standard_normal(5000).astype(np.float32)
+            * np.float32(10.0) ** rng.integers(-40, 38, 5000).astype(np.float32),
+            np.array([0.01, 1e-7, 3.4e38, 1e-45, 0.0, -0.0, 0.1], np.float32),
+        ]
+    )
+    scores = scores[np.isfinite(scores)]
+    response = RankResponse(
+        item_ids=[str(i) for i in range(len(scores))],
+        outputs={"probs": scores},
+        model_version="3",
+    )
+
+    parsed = json.loads(encode_json_response(response, "r"))["outputs"]["probs"]
+
+    # The same numbers as each float32's shortest decimal form (the form
+    # Python's own repr of that decimal gives), and the same float32s.
+    shortest = scores.astype(str).astype(np.float64).tolist()
+    assert parsed == shortest
+    np.testing.assert_array_equal(np.array(parsed, np.float32), scores)
+
+
 def test_encode_json_response_includes_debug_features_when_present() -> None:
     response = RankResponse(
         item_ids=["a"],

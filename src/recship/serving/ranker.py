@@ -18,10 +18,11 @@ import torch
 from recship.errors import BadRequestError, FeatureError
 from recship.export.artifact import LoadedArtifact
 from recship.export.tiling import TiledFeatureGenerator
-from recship.features.fg import to_tensors
+from recship.features.fg import FeatureGenerator, to_tensors
 from recship.serving.bypass import bypass_inputs
 from recship.serving.feature_join import FeatureJoiner
 from recship.serving.item_cache import ItemCache
+from recship.serving.item_inputs import ItemInputs, build_item_inputs
 from recship.serving.item_store import ItemStore
 from recship.serving.request import RankRequest, RankResponse
 
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 # "row N" in FG's error messages.
 _ROW = re.compile(r"\brow (\d+)\b")
+
+# `ItemStore.derived` key of the item-side model inputs (`item_inputs.py`).
+ITEM_INPUTS = "item_inputs"
 
 
 def _tile(name: str, value: Any, count: int) -> pa.Array:
@@ -86,7 +90,21 @@ class Ranker:
             if artifact.model_acc.get("input_tile", 0)
             else None
         )
+        # Tiled exports also gather item-side inputs generated once per item
+        # table load instead of running FG on the request's N item rows.
+        self._item_generators: dict[tuple[str, ...], FeatureGenerator] = {}
+        if self._tiler is not None and item_store is not None:
+            self._derive_item_inputs(item_store)
         self.ready = True
+
+    def _derive_item_inputs(self, item_store: ItemStore | ItemCache) -> None:
+        specs = self.artifact.generator.specs
+        if isinstance(item_store, ItemCache):
+            item_store.add_derivation(
+                ITEM_INPUTS, lambda table: build_item_inputs(specs, table)
+            )
+        elif ITEM_INPUTS not in item_store.derived:
+            item_store.derived[ITEM_INPUTS] = build_item_inputs(specs, item_store.table)
 
     def close(self) -> None:
         """Stops the feature store's and item cache's background threads."""
@@ -94,11 +112,17 @@ class Ranker:
             self.feature_joiner.close()
 
     def _columns(
-        self, request: RankRequest, known: np.ndarray, store_rows: pa.Table | None
+        self,
+        request: RankRequest,
+        known: np.ndarray,
+        store_rows: pa.Table | None,
+        only: list[str] | None = None,
     ) -> dict[str, pa.Array]:
         count = int(known.sum())
         columns: dict[str, pa.Array] = {}
         for column, side in self._sides.items():
+            if only is not None and column not in only:
+                continue
             if side == "user" and column in request.user_features:
                 columns[column] = _tile(column, request.user_features[column], count)
             elif side == "context" and column in request.context_features:
@@ -145,12 +169,17 @@ class Ranker:
         # Which items can be scored, and the store rows of those.
         known = np.ones(item_count, dtype=bool)
         store_rows = None
+        gathered = None
         if self.item_store is not None and not bypass:
-            found, rows = self.item_store.lookup(request.item_ids)
+            items, positions = self.item_store.lookup_positions(request.item_ids)
+            found = positions >= 0
             known = found | bool(request.item_features)
-            store_rows = rows if found.all() or not request.item_features else None
-            if store_rows is None:
-                store_rows = self._align_rows(found, rows)
+            gathered = self._gather_plan(request, items, positions, known)
+            if gathered is None:
+                rows = items.table.take(pa.array(positions[found]))
+                store_rows = rows if found.all() or not request.item_features else None
+                if store_rows is None:
+                    store_rows = self._align_rows(found, rows)
 
         # FG and the model, on the scorable items only.
         scored = int(known.sum())
@@ -159,10 +188,14 @@ class Ranker:
         }
         generated = {}
         if scored:
-            columns = {} if bypass else self._columns(request, known, store_rows)
+            if gathered is None:
+                columns = {} if bypass else self._columns(request, known, store_rows)
             timings["features"] = time.perf_counter() - started
             started = time.perf_counter()
-            generated = self._generate(request, columns, known)
+            if gathered is None:
+                generated = self._generate(request, columns, known)
+            else:
+                generated = self._generate_gathered(request, gathered, known)
             timings["fg"] = time.perf_counter() - started
             started = time.perf_counter()
             with torch.inference_mode():
@@ -198,6 +231,82 @@ class Ranker:
             return generator.generate(columns, int(known.sum()), missing_ok=True)
         except FeatureError as exc:
             raise BadRequestError(_name_item(str(exc), request, known)) from exc
+
+    def _gather_plan(
+        self,
+        request: RankRequest,
+        items: ItemStore,
+        positions: np.ndarray,
+        known: np.ndarray,
+    ) -> tuple[ItemStore, np.ndarray] | None:
+        """(items, table rows [N_scored]) when the request's item-side inputs
+        can be gathered from `items.derived`, else None (FG on the rows).
+
+        Gathering needs a tiled export, no debug output, every scorable item
+        in the table, and user-side columns that only the request carries
+        (FG would otherwise read them from the first item row).
+        """
+        if self._tiler is None or request.debug_level != 0:
+            return None
+        if ITEM_INPUTS not in items.derived:
+            return None
+        rows = positions[known]
+        if len(rows) and int(rows.min()) < 0:
+            return None
+        sent = request.user_features
+        stored = items.table.column_names
+        for column in self._tiler.user_columns:
+            if column not in sent and (
+                column in request.item_features or column in stored
+            ):
+                return None
+        return items, rows
+
+    def _generate_gathered(
+        self,
+        request: RankRequest,
+        plan: tuple[ItemStore, np.ndarray],
+        known: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Tiled model inputs: FG of the user row, gathered item-side inputs,
+        and FG of the item-side features the request overrides (the same
+        precedence as `_columns`)."""
+        items, rows = plan
+        item_inputs: ItemInputs = items.derived[ITEM_INPUTS]
+        count = len(rows)
+
+        # Item-side features the table's inputs answer, and those FG runs on.
+        usable = [
+            name
+            for name, column in item_inputs.columns.items()
+            if column not in request.item_features
+            and not (
+                self._sides[column] == "context" and column in request.context_features
+            )
+        ]
+        rest = tuple(s.name for s in self._tiler.item.specs if s.name not in usable)
+        generator = self._item_generators.get(rest)
+        if generator is None:
+            wanted = set(rest)
+            specs = [s for s in self._tiler.item.specs if s.name in wanted]
+            generator = self._item_generators.setdefault(rest, FeatureGenerator(specs))
+
+        # Raw columns: the user row once; the FG'd item side on N rows.
+        user_columns = {
+            column: _tile(column, request.user_features[column], 1)
+            for column in self._tiler.user_columns
+            if column in request.user_features
+        }
+        needed = [c for c in generator.input_columns if c in items.table.column_names]
+        store_rows = items.table.select(needed).take(pa.array(rows)) if needed else None
+        columns = self._columns(request, known, store_rows, generator.input_columns)
+        try:
+            inputs = self._tiler.user.generate(user_columns, 1, missing_ok=True)
+            inputs.update(generator.generate(columns, count, missing_ok=True))
+        except FeatureError as exc:
+            raise BadRequestError(_name_item(str(exc), request, known)) from exc
+        inputs.update(item_inputs.gather(rows, usable))
+        return inputs
 
     def _align_rows(self, found: np.ndarray, rows: pa.Table) -> pa.Table:
         # Items described only by the request have no store row; give them

@@ -90,8 +90,10 @@ def run_warmup(
     if specs is not None:
         item_ids = _store_item_ids(ranker, max(item_counts, default=0))
         for count in item_counts:
-            request = build_synthetic_request(specs, item_ids, count)
-            for _ in range(rounds):
+            for round_ in range(rounds):
+                request = build_synthetic_request(
+                    specs, item_ids, count, variant=round_
+                )
                 report.synthetic_requests += 1
                 report.failures += _rank_quietly(ranker, request, f"{count} items")
 
@@ -107,30 +109,39 @@ def run_warmup(
 
 
 def build_synthetic_request(
-    specs: list[FeatureSpec], item_ids: list[str], count: int
+    specs: list[FeatureSpec], item_ids: list[str], count: int, variant: int = 0
 ) -> RankRequest:
     """A request of `count` items with one plausible value per feature.
 
     Item features travel in the request, so every item is scored (and so
-    runs FG and the model) whether or not the store knows it.
+    runs FG and the model) whether or not the store knows it; except in odd
+    variants when the ids come from the item store, which read the store's
+    rows as live requests do (the ranker's gathered item inputs).
+
+    Variants also vary the sequences' length (full, 1, a third): TorchScript's
+    profiling executor specializes on the shapes it sees, and a live user's
+    history is rarely full, so one length only would leave the first live
+    request to optimize again.
 
     Args:
         specs: the model's feature specs.
         item_ids: ids to use first (from the item store); made-up ids fill
             the rest.
         count: number of items.
+        variant: which variant (the warm-up round).
     """
     ids = [item_ids[i % len(item_ids)] for i in range(count)] if item_ids else []
     ids = ids or [f"warmup-{i}" for i in range(count)]
     request = RankRequest(item_ids=ids, request_id="warmup")
+    from_store = bool(item_ids) and variant % 2 == 1
     for spec in specs:
-        value = _plausible_value(spec)
+        value = _plausible_value(spec, variant)
         side = spec.request_side
         if side == "user":
             request.user_features[spec.column] = value
         elif side == "context":
             request.context_features[spec.column] = [value]
-        else:
+        elif not from_store:
             request.item_features[spec.column] = [value] * count
     return request
 
@@ -216,9 +227,10 @@ def _store_item_ids(ranker: Any, limit: int) -> list[str]:
     return [str(v) for v in column.to_pylist() if v is not None]
 
 
-def _plausible_value(spec: FeatureSpec) -> str:
+def _plausible_value(spec: FeatureSpec, variant: int = 0) -> str:
     """A raw value the feature accepts: a small id, a vocabulary word, a
-    number, or a full-length sequence of those."""
+    number, or a sequence of those (full length, 1 or a third of it, by
+    `variant`)."""
     if spec.vocab_list:
         one = spec.vocab_list[0]
     elif spec.kind == "id_feature":
@@ -226,6 +238,7 @@ def _plausible_value(spec: FeatureSpec) -> str:
     else:
         one = spec.separator.join(["1.0"] * max(spec.value_dim, 1))
     if spec.is_sequence:
-        length = spec.sequence_length or _DEFAULT_SEQUENCE_LENGTH
+        full = spec.sequence_length or _DEFAULT_SEQUENCE_LENGTH
+        length = (full, 1, max(1, full // 3))[variant % 3]
         return spec.sequence_delim.join([one] * length)
     return one

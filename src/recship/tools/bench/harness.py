@@ -24,7 +24,7 @@ from recship.tools.bench import forward, report, servers
 from recship.tools.bench.workload import (
     LoadResult,
     build_rank_body,
-    post_once,
+    first_request_ms,
     run_load,
 )
 
@@ -47,7 +47,12 @@ class BenchOptions:
         concurrency: client thread counts.
         max_requests: requests per level, at most.
         max_seconds: seconds per level, at most.
-        worker_threads: recship's worker threads and TorchServe's workers.
+        workers: server processes of each server: recship's `--workers`
+            (processes sharing the port) and TorchServe's worker processes.
+        worker_threads: recship's rank threads per process. One is best on
+            a small machine: a process's threads share one GIL (FG and the
+            app are Python), so parallelism comes from processes, as
+            TorchServe's does.
         torch_threads: intra-op threads per worker, in both servers.
         torchserve: also bench TorchServe (needs scripts/setup_torchserve.sh).
         input_tile: recship export's INPUT_TILE mode.
@@ -62,7 +67,8 @@ class BenchOptions:
     concurrency: tuple[int, ...] = (1, 4, 16)
     max_requests: int = 300
     max_seconds: float = 20.0
-    worker_threads: int = 2
+    workers: int = 2
+    worker_threads: int = 1
     torch_threads: int = 1
     torchserve: bool = True
     input_tile: int = 3
@@ -125,8 +131,10 @@ def _export_both(options: BenchOptions, config, checkpoint: str, workdir: Path):
 def _bench_server(options, server, bodies, bench: BenchReport) -> None:
     name = server.name
     bench.cold_start_s[name] = server.cold_start_s
+    # Readiness includes recship's warm-up: the first request after it is
+    # timed on an already open connection, like the steady ones.
     first = json.dumps(bodies[200 if 200 in bodies else min(bodies)]).encode()
-    bench.first_request_ms[name] = post_once(server.rank_url, first)
+    bench.first_request_ms[name] = first_request_ms(server.rank_url, first)
     results = bench.results.setdefault(name, {})
     for items, body in bodies.items():
         for concurrency in options.concurrency:
@@ -188,12 +196,13 @@ def run_bench(options: BenchOptions) -> BenchReport:
             workdir,
             worker_threads=options.worker_threads,
             torch_threads=options.torch_threads,
+            extra_args=["--workers", str(options.workers)],
         ),
         "torchserve": lambda: servers.start_torchserve(
             plain,
             items_path,
             workdir,
-            workers=options.worker_threads,
+            workers=options.workers,
             torch_threads=options.torch_threads,
         ),
     }

@@ -133,12 +133,16 @@ def start_recship(
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
-    _wait_ready(
-        process,
-        lambda: httpx.get(f"{url}/ready", timeout=2).status_code == 200,
-        log_path,
-        timeout_s=300,
-    )
+
+    def is_ready() -> bool:
+        # With --workers N the kernel spreads new connections over N
+        # processes that warm up separately: ready only when 16 fresh
+        # connections in a row all land on a ready process.
+        return all(
+            httpx.get(f"{url}/ready", timeout=2).status_code == 200 for _ in range(16)
+        )
+
+    _wait_ready(process, is_ready, log_path, timeout_s=300)
     cold = time.perf_counter() - started
     return ServerProcess("recship", process, f"{url}/v1/rank", cold, log_path)
 
