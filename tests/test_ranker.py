@@ -99,3 +99,11 @@ def test_bad_feature_value_is_a_bad_request_naming_the_feature(setup):
     request.user_features["age_level"] = "old"
     with pytest.raises(BadRequestError, match="age_level"):
         ranker.rank(request)
+
+
+def test_unencodable_string_is_a_bad_request(setup):
+    _, _, ranker, rows = setup
+    request = _request(rows)
+    request.user_features["cms_segid"] = "\ud800"  # a lone surrogate
+    with pytest.raises(BadRequestError, match="cms_segid"):
+        ranker.rank(request)

@@ -119,14 +119,20 @@ def test_warm_up_ranks_every_size_before_ready(settings):
     ranker = build_ranker(service_options(settings))
     sizes = []
     rank = ranker.rank
+    threads = set()
     ranker.rank = lambda request, **kw: (
-        sizes.append(len(request.item_ids)) or rank(request, **kw)
+        threads.add(threading.current_thread().name)
+        or sizes.append(len(request.item_ids))
+        or rank(request, **kw)
     )
     warm = replace(settings, warmup_item_counts=[1, 7, 33], warmup_rounds=2)
     operations = build_operations(warm, ranker)
     app = build_app(ranker, operations=operations)
     with serving(app):
-        assert sorted(sizes) == [1, 1, 7, 7, 33, 33]
+        # 2 rounds, each through the JSON and the PB route's own path.
+        assert sorted(sizes) == [1] * 4 + [7] * 4 + [33] * 4
+    # On the admission pool's threads, where live requests run.
+    assert threads and all(name.startswith("recship-rank") for name in threads)
 
 
 def test_live_requests_are_saved_and_warm_the_next_start(logged, rows):

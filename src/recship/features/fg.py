@@ -26,6 +26,8 @@ from recship.features.spec import FeatureSpec
 ArrayLike = pa.Array | pa.ChunkedArray
 
 _INTEGER_TEXT = r"^\s*[+-]?\d+\s*$"
+# Dense values become float32 model inputs; beyond this they would be inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class _Jagged:
@@ -382,6 +384,9 @@ class FeatureGenerator:
                 f"feature {spec.name!r} (column {spec.column!r}), row {row}: has "
                 f"{int(jagged.lengths[row])} values, expected {spec.value_dim}"
             )
+        too_large = valid & (np.abs(np.nan_to_num(values)) > _FLOAT32_MAX)
+        if too_large.any():
+            raise _bad_value_error(spec, jagged, too_large, "within the float32 range")
         values = np.where(valid, values, default)
         out[complete] = values.reshape(-1, spec.value_dim)
         return out.astype(np.float32)

@@ -173,3 +173,13 @@ def test_real_taobao_rows_generate_with_their_empty_values():
     for row in (0, 1, 57):
         one = generator.generate({n: c.slice(row, 1) for n, c in columns.items()}, 1)
         assert one["user_id.values"].tolist() == [rows.column("user_id")[row].as_py()]
+
+
+def test_dense_values_beyond_float32_are_an_error_not_inf():
+    from recship.features.spec import FeatureSpec
+
+    spec = FeatureSpec(
+        name="v", kind="raw_feature", side="user", column="v", default_value="0"
+    )
+    with pytest.raises(FeatureError, match=r"row 1: value 1e\+39 is not within the"):
+        _generate(spec, [1.0, 1e39])

@@ -73,6 +73,21 @@ class AdmissionGate:
             raise
         return await future
 
+    def run_blocking(self, work: Callable[..., T], *args: object) -> T:
+        """`run` for a thread outside the event loop (the warm-up): admits
+        `work(*args)`, runs it on the pool and waits for its result.
+
+        Raises:
+            OverloadedError: the pool and its queue are full.
+        """
+        self._admit()
+        try:
+            future = self._executor.submit(self._run_and_leave, work, args)
+        except BaseException:
+            self._leave()
+            raise
+        return future.result()
+
     def shutdown(self) -> None:
         """Drops waiting work and lets the threads end after their current
         work; returns at once, so a stuck ranker cannot hang the event loop."""

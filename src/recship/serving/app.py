@@ -40,9 +40,14 @@ from recship.serving.operations import Operations, RequestTrace
 from recship.serving.protocol_json import (
     MAX_REQUEST_ID_CHARS,
     decode_json_request,
+    encode_json_request,
     encode_json_response,
 )
-from recship.serving.protocol_pb import decode_pb_request, encode_pb_response
+from recship.serving.protocol_pb import (
+    decode_pb_request,
+    encode_pb_request,
+    encode_pb_response,
+)
 from recship.serving.request import RankRequest, RankResponse
 
 logger = logging.getLogger(__name__)
@@ -92,6 +97,7 @@ def build_app(
     operations.queue_depth = lambda: gate.in_flight
     endpoints = _Endpoints(ranker, service_name, max_body_bytes, gate)
     endpoints.operations = operations
+    operations.live_path = endpoints.serve_warmup
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -214,6 +220,17 @@ class _Endpoints:
             return PlainTextResponse("metrics are not enabled", status_code=404)
         body, content_type = self.operations.metrics.render()
         return Response(body, headers={"Content-Type": content_type})
+
+    def serve_warmup(self, rank_request: RankRequest) -> None:
+        """Warm-up thread: `rank_request` as a JSON and as a PB body through
+        the routes' own decode, rank and encode, on the admission pool's
+        threads, so the first live request finds every path warm."""
+        bodies = (
+            (self._score_json, encode_json_request(rank_request), "json"),
+            (self._score_pb, encode_pb_request(rank_request), "pb"),
+        )
+        for score, body, protocol in bodies:
+            self.gate.run_blocking(score, body, RequestTrace("warmup", protocol))
 
     def _authenticate(self, request: Request, body: bytes) -> None:
         """Checks the request's signature when the service has a token."""

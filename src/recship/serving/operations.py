@@ -73,6 +73,10 @@ class Operations:
         self.warmup = warmup
         self.warmed = warmup is None
         self.queue_depth: Callable[[], int] = lambda: 0
+        # Set by `build_app`: serves one request the way the HTTP routes do
+        # (encode, then decode, rank and encode on a pool thread), for the
+        # warm-up; None ranks with the ranker alone.
+        self.live_path: Callable[[Any], object] | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -121,7 +125,7 @@ class Operations:
             self.metrics.observe(
                 trace.protocol, status, seconds, trace.stages, trace.items
             )
-        if self.request_log is None:
+        if self.request_log is None or not self.request_log.has_work:
             return
         record = RequestRecord(
             request_id=trace.request_id,
@@ -180,15 +184,17 @@ def build_operations(settings: ServiceSettings, ranker: Any) -> Operations:
             cnt_per_file=settings.warmup_cnt_per_file,
             item_counts=settings.warmup_item_counts,
             rounds=settings.warmup_rounds,
+            live_path=operations.live_path,
         )
 
     has_warmup = settings.warmup_rounds > 0 or settings.warmup_data_path
-    return Operations(
+    operations = Operations(
         authenticator=authenticator,
         metrics=metrics,
         request_log=request_log,
         warmup=warmup if has_warmup else None,
     )
+    return operations
 
 
 def store_stats(ranker: Any) -> dict[str, dict[str, Any]]:

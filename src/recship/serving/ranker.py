@@ -19,6 +19,7 @@ from recship.errors import BadRequestError, FeatureError
 from recship.export.artifact import LoadedArtifact
 from recship.export.tiling import TiledFeatureGenerator
 from recship.features.fg import FeatureGenerator, to_tensors
+from recship.features.fg_row import RowFeatureGenerator
 from recship.serving.bypass import bypass_inputs
 from recship.serving.feature_join import FeatureJoiner
 from recship.serving.item_cache import ItemCache
@@ -38,7 +39,13 @@ ITEM_INPUTS = "item_inputs"
 def _tile(name: str, value: Any, count: int) -> pa.Array:
     try:
         return pa.array([value] * count)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        TypeError,
+        OverflowError,
+        UnicodeError,
+    ) as exc:
         raise BadRequestError(
             f"feature {name!r}: value {value!r} is not usable: {exc}"
         ) from exc
@@ -48,7 +55,13 @@ def _per_item(name: str, values: list[Any], keep: np.ndarray) -> pa.Array:
     kept = [v for v, k in zip(values, keep, strict=True) if k]
     try:
         return pa.array(kept)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+    except (
+        pa.ArrowInvalid,
+        pa.ArrowTypeError,
+        TypeError,
+        OverflowError,
+        UnicodeError,
+    ) as exc:
         raise BadRequestError(
             f"item feature {name!r}: mixed or unusable values: {exc}"
         ) from exc
@@ -93,6 +106,13 @@ class Ranker:
         # Tiled exports also gather item-side inputs generated once per item
         # table load instead of running FG on the request's N item rows.
         self._item_generators: dict[tuple[str, ...], FeatureGenerator] = {}
+        self._item_specs = (
+            {s.name: s for s in self._tiler.item.specs} if self._tiler else {}
+        )
+        self._context_rows: dict[tuple[str, ...], RowFeatureGenerator] = {}
+        self._user_row = (
+            RowFeatureGenerator(self._tiler.user) if self._tiler is not None else None
+        )
         if self._tiler is not None and item_store is not None:
             self._derive_item_inputs(item_store)
         self.ready = True
@@ -285,28 +305,75 @@ class Ranker:
             )
         ]
         rest = tuple(s.name for s in self._tiler.item.specs if s.name not in usable)
+        shared = self._shared_context(request, rest, count)
+        if shared:
+            rest = tuple(name for name in rest if f"{name}.values" not in shared)
         generator = self._item_generators.get(rest)
         if generator is None:
             wanted = set(rest)
             specs = [s for s in self._tiler.item.specs if s.name in wanted]
             generator = self._item_generators.setdefault(rest, FeatureGenerator(specs))
 
-        # Raw columns: the user row once; the FG'd item side on N rows.
+        # Raw columns: the user row once (in plain Python when its cells
+        # allow, `fg_row.py`); the FG'd item side on N rows.
+        try:
+            inputs = self._user_row.generate(request.user_features)
+        except FeatureError:
+            inputs = None  # the vectorized FG below raises it, in order
         user_columns = {
             column: _tile(column, request.user_features[column], 1)
             for column in self._tiler.user_columns
-            if column in request.user_features
+            if column in request.user_features and inputs is None
         }
         needed = [c for c in generator.input_columns if c in items.table.column_names]
         store_rows = items.table.select(needed).take(pa.array(rows)) if needed else None
         columns = self._columns(request, known, store_rows, generator.input_columns)
         try:
-            inputs = self._tiler.user.generate(user_columns, 1, missing_ok=True)
+            if inputs is None:
+                inputs = self._tiler.user.generate(user_columns, 1, missing_ok=True)
             inputs.update(generator.generate(columns, count, missing_ok=True))
         except FeatureError as exc:
             raise BadRequestError(_name_item(str(exc), request, known)) from exc
+        inputs.update(shared)
         inputs.update(item_inputs.gather(rows, usable))
         return inputs
+
+    def _shared_context(
+        self, request: RankRequest, rest: tuple[str, ...], count: int
+    ) -> dict[str, np.ndarray]:
+        """Inputs of the context features in `rest` that the request gives
+        one value for all items: FG of that one cell, repeated for the
+        `count` items (FG is row by row, so N equal rows give N equal
+        inputs); {} when there are none or the cells need the vectorized FG.
+        """
+        names = tuple(
+            name
+            for name in rest
+            if (spec := self._item_specs[name]).request_side == "context"
+            and not spec.is_sequence
+            and len(request.context_features.get(spec.column, ())) == 1
+        )
+        if not names:
+            return {}
+        row_generator = self._context_rows.get(names)
+        if row_generator is None:
+            specs = [self._item_specs[name] for name in names]
+            row_generator = self._context_rows.setdefault(
+                names, RowFeatureGenerator(FeatureGenerator(specs))
+            )
+        cells = {
+            self._item_specs[name].column: request.context_features[
+                self._item_specs[name].column
+            ][0]
+            for name in names
+        }
+        try:
+            row = row_generator.generate(cells)
+        except FeatureError:
+            return {}  # the vectorized FG raises it with the item's row
+        if row is None:
+            return {}
+        return {name: _repeat_row(name, array, count) for name, array in row.items()}
 
     def _align_rows(self, found: np.ndarray, rows: pa.Table) -> pa.Table:
         # Items described only by the request have no store row; give them
@@ -314,6 +381,16 @@ class Ranker:
         index = np.full(len(found), -1, dtype=np.int64)
         index[found] = np.arange(int(found.sum()))
         return rows.take(pa.array(index, mask=index < 0))
+
+
+def _repeat_row(name: str, array: np.ndarray, count: int) -> np.ndarray:
+    """One row's model input as `count` equal rows: `.lengths` [1] and
+    `.values` of a sparse feature [L] repeat whole, dense [1, D] by row."""
+    if name.endswith(".lengths"):
+        return np.repeat(array, count)
+    if array.ndim == 2:
+        return np.repeat(array, count, axis=0)
+    return np.tile(array, count)
 
 
 def _name_item(message: str, request: RankRequest, known: np.ndarray) -> str:

@@ -120,6 +120,13 @@ class RequestLog:
         """Whether records should carry their body (a sink or saving needs it)."""
         return self.save_long_request or bool(self.sinks)
 
+    @property
+    def has_work(self) -> bool:
+        """Whether a record would be written, logged as slow or passed to a
+        sink; without any, the server skips building records (and waking
+        the writer thread on every request)."""
+        return self.directory is not None or bool(self.sinks) or self.threshold_s > 0
+
     def is_slow(self, seconds: float) -> bool:
         """Whether a request of `seconds` is over the slow threshold."""
         return self.threshold_s > 0 and seconds > self.threshold_s

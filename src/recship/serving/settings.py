@@ -104,7 +104,7 @@ class ServiceSettings:
     warmup_item_counts: list[int] = field(
         default_factory=lambda: list(DEFAULT_WARMUP_ITEM_COUNTS)
     )
-    warmup_rounds: int = 3
+    warmup_rounds: int = 6
     request_log_path: str = ""
     request_log_queue_size: int = 10000
     long_request_threshold: float = 0.0

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 # Length of synthetic sequences when the feature does not bound it.
 _DEFAULT_SEQUENCE_LENGTH = 10
+
+# Sequence lengths of the warm-up rounds, as fractions of the longest (a
+# fraction under 1/length gives 1 step); `variant` n takes entry n % 6.
+_SEQUENCE_FRACTIONS = (1.0, 0.0, 1 / 3, 1 / 6, 1 / 2, 0.04)
 
 
 @dataclass
@@ -62,7 +67,8 @@ def run_warmup(
     data_path: str = "",
     cnt_per_file: int = 1,
     item_counts: list[int] | tuple[int, ...] = (1, 10, 100, 200, 1000),
-    rounds: int = 3,
+    rounds: int = 6,
+    live_path: Callable[[RankRequest], object] | None = None,
 ) -> WarmupReport:
     """Ranks saved and synthetic requests so later ones run at steady speed.
 
@@ -73,6 +79,9 @@ def run_warmup(
         cnt_per_file: times each saved request is ranked.
         item_counts: item counts of the synthetic requests.
         rounds: times each synthetic request is ranked.
+        live_path: serves a request the way the HTTP routes do (the app's
+            `serve_warmup`: JSON and PB bodies decoded, ranked and encoded on
+            its worker threads); None calls `ranker.rank` on this thread.
 
     Returns:
         What was done. Failures are logged and counted, never raised: a
@@ -84,18 +93,23 @@ def run_warmup(
     for path, request in _saved_requests(data_path):
         for _ in range(cnt_per_file):
             report.saved_requests += 1
-            report.failures += _rank_quietly(ranker, request, str(path))
+            report.failures += _rank_quietly(ranker, request, str(path), live_path)
 
     specs = _specs_of(ranker)
     if specs is not None:
         item_ids = _store_item_ids(ranker, max(item_counts, default=0))
-        for count in item_counts:
-            for round_ in range(rounds):
+        # Round by round over every size: each size's inputs come back after
+        # the others', as in live traffic (warming one size to the end, then
+        # the next, left the first live request 1.5x slower than steady).
+        for round_ in range(rounds):
+            for count in item_counts:
                 request = build_synthetic_request(
                     specs, item_ids, count, variant=round_
                 )
                 report.synthetic_requests += 1
-                report.failures += _rank_quietly(ranker, request, f"{count} items")
+                report.failures += _rank_quietly(
+                    ranker, request, f"{count} items", live_path
+                )
 
     report.seconds = time.perf_counter() - started
     logger.info(
@@ -118,10 +132,11 @@ def build_synthetic_request(
     variants when the ids come from the item store, which read the store's
     rows as live requests do (the ranker's gathered item inputs).
 
-    Variants also vary the sequences' length (full, 1, a third): TorchScript's
-    profiling executor specializes on the shapes it sees, and a live user's
-    history is rarely full, so one length only would leave the first live
-    request to optimize again.
+    Variants also vary the sequences' length (full, 1, a third, a sixth,
+    half, 2; `_SEQUENCE_FRACTIONS`): the model's first calls on a shape are
+    slower (TorchScript's profiling executor, allocations of a new size), and
+    a live user's history is rarely full, so one length only would leave the
+    first live requests slow.
 
     Args:
         specs: the model's feature specs.
@@ -199,10 +214,19 @@ def _saved_requests(data_path: str) -> list[tuple[Path, RankRequest]]:
     return requests
 
 
-def _rank_quietly(ranker: Any, request: RankRequest, what: str) -> int:
-    """Ranks one request; 1 (and a log line) when it fails, else 0."""
+def _rank_quietly(
+    ranker: Any,
+    request: RankRequest,
+    what: str,
+    live_path: Callable[[RankRequest], object] | None = None,
+) -> int:
+    """Ranks one request (through `live_path` when given); 1 (and a log
+    line) when it fails, else 0."""
     try:
-        ranker.rank(request)
+        if live_path is not None:
+            live_path(request)
+        else:
+            ranker.rank(request)
     except Exception as err:  # noqa: BLE001 - warm-up reports, never raises
         logger.warning("warm-up request (%s) failed: %s", what, err)
         return 1
@@ -229,8 +253,8 @@ def _store_item_ids(ranker: Any, limit: int) -> list[str]:
 
 def _plausible_value(spec: FeatureSpec, variant: int = 0) -> str:
     """A raw value the feature accepts: a small id, a vocabulary word, a
-    number, or a sequence of those (full length, 1 or a third of it, by
-    `variant`)."""
+    number, or a sequence of those (its length by `variant`, from
+    `_SEQUENCE_FRACTIONS`)."""
     if spec.vocab_list:
         one = spec.vocab_list[0]
     elif spec.kind == "id_feature":
@@ -239,6 +263,7 @@ def _plausible_value(spec: FeatureSpec, variant: int = 0) -> str:
         one = spec.separator.join(["1.0"] * max(spec.value_dim, 1))
     if spec.is_sequence:
         full = spec.sequence_length or _DEFAULT_SEQUENCE_LENGTH
-        length = (full, 1, max(1, full // 3))[variant % 3]
+        lengths = [max(1, round(full * f)) for f in _SEQUENCE_FRACTIONS]
+        length = min(lengths[variant % len(lengths)], full)
         return spec.sequence_delim.join([one] * length)
     return one
