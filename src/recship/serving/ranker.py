@@ -21,6 +21,7 @@ from recship.export.tiling import TiledFeatureGenerator
 from recship.features.fg import FeatureGenerator, to_tensors
 from recship.features.fg_row import RowFeatureGenerator
 from recship.serving.bypass import bypass_inputs
+from recship.serving.debug_features import describe_generated, describe_raw
 from recship.serving.feature_join import FeatureJoiner
 from recship.serving.item_cache import ItemCache
 from recship.serving.item_inputs import ItemInputs, build_item_inputs
@@ -230,9 +231,9 @@ class Ranker:
             model_version=self.model_version,
         )
         if request.debug_level >= 1 and scored:
-            response.generate_features = _describe_generated(generated, known)
+            response.generate_features = describe_generated(generated, known)
         if request.debug_level >= 2 and scored and not bypass:
-            response.raw_features = _describe_raw(
+            response.raw_features = describe_raw(
                 self._columns(request, known, store_rows), known
             )
         return response
@@ -405,43 +406,3 @@ def _name_item(message: str, request: RankRequest, known: np.ndarray) -> str:
         return message
     index = int(scored[row])
     return f"{message} (item_ids[{index}] = {request.item_ids[index]!r})"
-
-
-def _describe_generated(
-    generated: dict[str, np.ndarray], known: np.ndarray
-) -> list[dict[str, str]]:
-    rows = int(known.sum())
-    per_item: list[dict[str, str]] = [{} for _ in range(rows)]
-    for name, values in generated.items():
-        if name.endswith(".lengths"):
-            continue
-        base = name.removesuffix(".values")
-        lengths = generated.get(f"{base}.lengths")
-        if lengths is None:
-            for i in range(rows):
-                per_item[i][base] = ",".join(f"{v:g}" for v in values[i])
-            continue
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        for i in range(rows):
-            per_item[i][base] = ",".join(
-                str(v) for v in values[offsets[i] : offsets[i + 1]]
-            )
-    return _spread(per_item, known)
-
-
-def _describe_raw(
-    columns: dict[str, pa.Array], known: np.ndarray
-) -> list[dict[str, str]]:
-    values = {name: array.to_pylist() for name, array in columns.items()}
-    per_item = [
-        {name: "" if v[i] is None else str(v[i]) for name, v in values.items()}
-        for i in range(int(known.sum()))
-    ]
-    return _spread(per_item, known)
-
-
-def _spread(per_item: list[dict[str, str]], known: np.ndarray) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = [{} for _ in range(len(known))]
-    for slot, features in zip(np.flatnonzero(known), per_item, strict=True):
-        out[int(slot)] = features
-    return out
