@@ -7,30 +7,20 @@ import pyarrow as pa
 import pytest
 
 from recship.data.reader import read_table, write_table
-from recship.export.artifact import load_artifact
-from recship.export.exporter import ExportOptions, export_model
 from recship.serving.feature_store_embedded import EmbeddedFeatureStore, TableSource
 from recship.serving.item_cache import ItemCache
 from recship.serving.item_inputs import ItemInputs
 from recship.serving.item_store import ItemStore
 from recship.serving.ranker import ITEM_INPUTS, Ranker
 from recship.serving.request import RankRequest
+from recship.testing.tiny import TINY_USER_COLUMNS
 
-USER = ["user_id", "cms_segid", "cms_group_id", "age_level",
-        "click_50_seq__adgroup_id", "click_50_seq__cate_id",
-        "click_50_seq__brand"]  # fmt: skip
+USER = TINY_USER_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def tiled(tiny_export, tmp_path_factory):
-    world, _ = tiny_export
-    export_dir = tmp_path_factory.mktemp("gather") / "int8-tile3"
-    export_model(
-        world.config,
-        export_dir,
-        options=ExportOptions(quant_emb="INT8", quant_ec_emb="INT8", input_tile=3),
-    )
-    return world, load_artifact(export_dir)
+def tiled(tiny_tiled_artifact):
+    return tiny_tiled_artifact
 
 
 def _rankers(world, artifact) -> tuple[Ranker, Ranker]:

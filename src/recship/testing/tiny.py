@@ -36,6 +36,12 @@ _SEQUENCE = [
     ("brand", "hash_bucket_size: 5000"),
 ]
 
+# User-side raw columns a test's rank request for the tiny model carries.
+TINY_USER_COLUMNS = [
+    "user_id", "cms_segid", "cms_group_id", "age_level",
+    "click_50_seq__adgroup_id", "click_50_seq__cate_id", "click_50_seq__brand",
+]  # fmt: skip
+
 
 def _id_feature(name: str, side: str, size: str, dim: int) -> str:
     return (
